@@ -1,0 +1,1 @@
+"""Graft's HTTP face: FastAPI app, settings, database models and the checkpoint store."""

@@ -1,0 +1,58 @@
+"""Graft's configuration: one typed settings object, read from `GRAFT_*` environment variables."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob Graft has; the README's configuration table mirrors this class."""
+
+    model_config = SettingsConfigDict(env_prefix="GRAFT_", env_file=".env", extra="ignore")
+
+    home: Path = Field(Path("var"), description="Data directory for the embedded default (SQLite, broker, caches).")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite under GRAFT_HOME.")
+    broker_url: str | None = Field(None, description="Celery broker URL; default: embedded SQLite transport.")
+    broker_prefix: str = Field("", description="Prefix for every broker key (isolates several Graft installs on one Redis).")
+    queue: str = Field("graft", description="Celery queue that jobs are sent to and workers consume.")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    device: str = Field("auto", description="Worker device: auto, cpu, cuda or cuda:N.")
+    chunk_size: int = Field(1 << 20, ge=4096, description="Bytes per stored checkpoint chunk.")
+    predict_max_files: int = Field(64, ge=1, description="Most images one predict request may carry.")
+    predict_max_bytes: int = Field(20 << 20, ge=1024, description="Largest image file predict accepts, in bytes.")
+    predictor_cache_size: int = Field(4, ge=1, description="Models kept loaded in the API process for predict.")
+    progress_interval_s: float = Field(1.0, ge=0, description="Least seconds between two progress writes of a job.")
+    worker_concurrency: int = Field(1, ge=1, description="Jobs one worker process runs at once.")
+    visibility_timeout_s: int = Field(6 * 3600, ge=60, description="Redis: seconds before an unacked job is redelivered.")
+    log_level: str = "info"
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL in force (embedded SQLite when none is configured)."""
+        return self.database_url or f"sqlite:///{self.home / 'graft.db'}"
+
+    @property
+    def celery_broker_url(self) -> str:
+        """The broker URL in force (kombu's SQLAlchemy transport on SQLite when none is configured)."""
+        return self.broker_url or f"sqla+sqlite:///{self.home / 'broker.db'}"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Local cache for decoded datasets and downloaded checkpoints."""
+        return self.home / "cache"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, built once on first use."""
+    settings = Settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    return settings

@@ -1,0 +1,136 @@
+"""Backbones from torchvision's registry with a new classification head grafted on."""
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.models import get_model, get_model_weights, list_models
+
+from workers.pipeline.errors import UnknownArch, WeightsUnavailable
+from workers.pipeline.images import IMAGENET_MEAN, IMAGENET_STD
+
+REGISTRY_HINT = "GET /v1/backbones lists them (torchvision.models.list_models())"
+
+
+@lru_cache
+def available_archs() -> tuple[str, ...]:
+    """Names of torchvision's image-classification models."""
+    return tuple(list_models(module=torchvision.models))
+
+
+def check_arch(arch: str) -> None:
+    """Raise `UnknownArch` naming where to find valid names."""
+    if arch not in available_archs():
+        raise UnknownArch(f"unknown backbone arch {arch!r}; {REGISTRY_HINT}")
+
+
+@dataclass
+class Grafted:
+    """A torchvision model whose classifier was replaced; `head_path` names the new head's module."""
+
+    model: nn.Module
+    head_path: str
+    pretrained: bool
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+
+    @property
+    def head(self) -> nn.Module:
+        """The new head."""
+        return self.model.get_submodule(self.head_path)
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the new head."""
+        return list(self.head.parameters())
+
+    def backbone_parameters(self) -> list[nn.Parameter]:
+        """Every parameter outside the head."""
+        head_ids = {id(p) for p in self.head.parameters()}
+        return [p for p in self.model.parameters() if id(p) not in head_ids]
+
+    def backbone_modules(self) -> list[nn.Module]:
+        """Every module outside the head."""
+        head_modules = {id(m) for m in self.head.modules()}
+        return [m for m in self.model.modules() if id(m) not in head_modules]
+
+
+def find_head(model: nn.Module) -> str:
+    """Dotted path of the final classification layer (`fc`, `classifier.1`, `heads.head`, `head`, …)."""
+    last = None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            last = name
+    if last is None:
+        raise UnknownArch(f"{type(model).__name__} has no linear classifier Graft can replace")
+    return last
+
+
+def _set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
+    parent_path, _, leaf = path.rpartition(".")
+    parent = model.get_submodule(parent_path) if parent_path else model
+    setattr(parent, leaf, module)
+
+
+def make_head(in_features: int, num_classes: int, *, dropout: float = 0.0, hidden: int | None = None) -> nn.Module:
+    """A new head: optional hidden layer (Linear→ReLU), optional dropout, then Linear to `num_classes`."""
+    layers: list[nn.Module] = []
+    if hidden:
+        layers += [nn.Linear(in_features, hidden), nn.ReLU(inplace=True)]
+        in_features = hidden
+    if dropout > 0:
+        layers.append(nn.Dropout(dropout))
+    layers.append(nn.Linear(in_features, num_classes))
+    return layers[0] if len(layers) == 1 else nn.Sequential(*layers)
+
+
+def weights_enum(arch: str, name: str):
+    """torchvision's weights entry for `arch` named `name` (`DEFAULT` allowed)."""
+    check_arch(arch)
+    enum = get_model_weights(arch)
+    choices = [w.name for w in enum]
+    if name == "DEFAULT":
+        return enum.DEFAULT
+    if name not in choices:
+        raise WeightsUnavailable(f"{arch} has no weights {name!r}; choose one of {choices + ['DEFAULT']}")
+    return enum[name]
+
+
+def cached_weights_path(weights) -> Path:
+    """Where torchvision's cache keeps the file for `weights` ($TORCH_HOME/hub/checkpoints/<file>)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+
+
+def load_torchvision_weights(arch: str, name: str, *, allow_download: bool = False) -> tuple[dict, object]:
+    """The state dict of torchvision weights, from the local cache unless downloads are allowed."""
+    weights = weights_enum(arch, name)
+    path = cached_weights_path(weights)
+    if not path.exists() and not allow_download:
+        raise WeightsUnavailable(
+            f"weights {arch}/{weights.name} are not in the local cache and downloads are off: "
+            f"place {path.name} (from {weights.url}) at {path}"
+        )
+    return weights.get_state_dict(progress=False, weights_only=True), weights
+
+
+def build(
+    arch: str,
+    num_classes: int,
+    *,
+    state_dict: dict | None = None,
+    mean: tuple[float, ...] = IMAGENET_MEAN,
+    std: tuple[float, ...] = IMAGENET_STD,
+    dropout: float = 0.0,
+    hidden: int | None = None,
+) -> Grafted:
+    """Build `arch`, load `state_dict` into its backbone if given, and graft a new head with `num_classes`."""
+    check_arch(arch)
+    model = get_model(arch, weights=None)
+    if state_dict is not None:
+        model.load_state_dict(state_dict)
+    head_path = find_head(model)
+    old = model.get_submodule(head_path)
+    _set_submodule(model, head_path, make_head(old.in_features, num_classes, dropout=dropout, hidden=hidden))
+    return Grafted(model, head_path, pretrained=state_dict is not None, mean=tuple(mean), std=tuple(std))
