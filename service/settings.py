@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     """Every knob Graft has; the README's configuration table mirrors this class."""
 
-    model_config = SettingsConfigDict(env_prefix="GRAFT_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="GRAFT_", env_file=".env", extra="ignore", frozen=True)
 
     home: Path = Field(Path("var"), description="Data directory for the embedded default (SQLite, broker, caches).")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite under GRAFT_HOME.")

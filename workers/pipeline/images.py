@@ -80,5 +80,7 @@ def decode(data: bytes, *, max_pixels: int = 64_000_000) -> Image.Image:
             return to_rgb(image)
     except InvalidImage:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise InvalidImage(f"not a readable image: {exc}") from exc
+    except UnidentifiedImageError as exc:
+        raise InvalidImage("the file is not in an image format Pillow can identify") from exc
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise InvalidImage(f"the image could not be decoded: {exc}") from exc

@@ -1,0 +1,29 @@
+"""The FastAPI application factory."""
+
+import logging
+
+from fastapi import FastAPI
+
+from service import errors
+from service.api import datasets, health, jobs, models
+from service.predictors import PredictorCache
+from service.settings import Settings, get_settings
+
+DESCRIPTION = """Graft fine-tunes pretrained torchvision backbones on your images and serves the results.
+
+Register a dataset, post a job spec, follow the job, then call predict on the model it produced.
+Errors are `application/problem+json` (RFC 9457)."""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the API for `settings` (the process-wide settings by default)."""
+    settings = settings or get_settings()
+    logging.basicConfig(level=settings.log_level.upper())
+    app = FastAPI(title="Graft", version="0.1.0", description=DESCRIPTION)
+    app.state.settings = settings
+    app.state.predictors = PredictorCache(settings)
+    errors.install(app)
+    errors.install_database_errors(app)
+    for module in (health, datasets, jobs, models):
+        app.include_router(module.router)
+    return app

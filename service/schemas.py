@@ -1,0 +1,111 @@
+"""Request and response bodies of the API (job specs live in `service.specs`)."""
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from service.specs import StrictModel
+
+T = TypeVar("T")
+# SQLite returns naive datetimes; every stored time is UTC.
+UTCDateTime = Annotated[datetime, AfterValidator(lambda d: d if d.tzinfo else d.replace(tzinfo=UTC))]
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list; pass `next_page_token` as `page_token` for the next (absent on the last page)."""
+
+    items: list[T]
+    next_page_token: str | None = None
+
+
+class BuiltinSource(StrictModel):
+    """A dataset that ships with Graft's dependencies."""
+
+    builtin: str = Field(..., description='Name of a built-in dataset: "digits" (scikit-learn\'s 1,797 UCI digits).')
+
+
+class DatasetCreate(StrictModel):
+    """Register a dataset."""
+
+    name: str = Field(..., min_length=1, max_length=200)
+    source: BuiltinSource
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"name": "digits", "source": {"builtin": "digits"}}]}
+    )
+
+
+class ORMModel(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class DatasetOut(ORMModel):
+    id: str
+    name: str
+    status: str = Field(..., description="ready: usable by jobs.")
+    source: dict[str, Any]
+    classes: list[str]
+    counts: dict[str, Any] = Field(..., description="total and per_class image counts.")
+    created_at: UTCDateTime
+
+
+class JobOut(ORMModel):
+    id: str
+    kind: str
+    status: str = Field(..., description="queued → running → succeeded | failed.")
+    spec: dict[str, Any]
+    dataset_id: str
+    progress: dict[str, Any] | None = Field(None, description="epoch, step and total_steps of a running job.")
+    metrics: dict[str, Any] | None = Field(None, description="Final metrics of a succeeded job.")
+    error: str | None = Field(None, description="Why a failed job failed, and what to change.")
+    model_id: str | None = None
+    attempts: int
+    created_at: UTCDateTime
+    started_at: UTCDateTime | None = None
+    finished_at: UTCDateTime | None = None
+
+
+class EpochMetrics(ORMModel):
+    epoch: int
+    values: dict[str, Any] = Field(..., description="train_loss, val_loss, val_accuracy, lr, lrs per group, …")
+    created_at: UTCDateTime
+
+
+class MetricsOut(BaseModel):
+    job_id: str
+    epochs: list[EpochMetrics]
+
+
+class CheckpointInfo(BaseModel):
+    size: int
+    sha256: str | None
+    media_type: str
+    url: str
+
+
+class ModelOut(BaseModel):
+    id: str
+    name: str
+    version: int
+    job_id: str
+    arch: str
+    classes: list[str]
+    preprocessing: dict[str, Any]
+    metrics: dict[str, Any] | None
+    checkpoint: CheckpointInfo
+    created_at: UTCDateTime
+
+
+class LabelScore(BaseModel):
+    label: str
+    score: float
+
+
+class Prediction(BaseModel):
+    top: list[LabelScore]
+
+
+class PredictOut(BaseModel):
+    model_id: str
+    predictions: list[Prediction]
