@@ -25,7 +25,7 @@ class OptimizerSpec(StrictModel):
     """The optimizer; `lr` is the head's learning rate."""
 
     name: Literal["sgd", "adamw"] = "sgd"
-    lr: float = Field(0.01, gt=0, le=10, description="Learning rate of the new head.")
+    lr: float = Field(0.01, gt=0, le=1e6, description="Learning rate of the new head.")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
     nesterov: bool = False
     weight_decay: float = Field(0.0, ge=0, le=1)
