@@ -5,7 +5,7 @@ import logging
 from fastapi import FastAPI
 
 from service import errors
-from service.api import datasets, health, jobs, models
+from service.api import datasets, health, jobs, models, weights
 from service.predictors import PredictorCache
 from service.settings import Settings, get_settings
 
@@ -24,6 +24,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.predictors = PredictorCache(settings)
     errors.install(app)
     errors.install_database_errors(app)
-    for module in (health, datasets, jobs, models):
+    for module in (health, datasets, jobs, models, weights):
         app.include_router(module.router)
     return app

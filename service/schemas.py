@@ -23,6 +23,9 @@ class BuiltinSource(StrictModel):
     """A dataset that ships with Graft's dependencies."""
 
     builtin: str = Field(..., description='Name of a built-in dataset: "digits" (scikit-learn\'s 1,797 UCI digits).')
+    classes: list[str] | None = Field(
+        None, min_length=1, description="Only these classes, in this order (e.g. digits 0–4 for pre-training)."
+    )
 
 
 class DatasetCreate(StrictModel):
@@ -109,3 +112,26 @@ class Prediction(BaseModel):
 class PredictOut(BaseModel):
     model_id: str
     predictions: list[Prediction]
+
+
+class WeightsOut(ORMModel):
+    id: str
+    name: str
+    arch: str
+    tensors: int = Field(..., description="Number of tensors in the state dict.")
+    created_at: UTCDateTime
+
+
+class WeightsInfo(BaseModel):
+    name: str = Field(..., description='Use as backbone.weights, e.g. "IMAGENET1K_V1".')
+    cached: bool = Field(..., description="The file is in $TORCH_HOME/hub/checkpoints, so no download is needed.")
+    file: str
+    url: str
+    num_params: int | None = None
+    acc_at_1: float | None = Field(None, description="ImageNet top-1 accuracy torchvision reports, if any.")
+
+
+class BackboneOut(BaseModel):
+    name: str
+    num_params: int | None = Field(None, description="Parameters with torchvision's own head.")
+    weights: list[WeightsInfo]

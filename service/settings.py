@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     progress_interval_s: float = Field(1.0, ge=0, description="Least seconds between two progress writes of a job.")
     worker_concurrency: int = Field(1, ge=1, description="Jobs one worker process runs at once.")
     visibility_timeout_s: int = Field(6 * 3600, ge=60, description="Redis: seconds before an unacked job is redelivered.")
+    weights_download: bool = Field(
+        True, description="Let torchvision download weights missing from $TORCH_HOME (off: fail with where to put them)."
+    )
+    max_weights_bytes: int = Field(2 << 30, ge=1024, description="Largest weights file POST /v1/weights accepts.")
     log_level: str = "info"
 
     @field_validator("home")

@@ -2,7 +2,7 @@
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class StrictModel(BaseModel):
@@ -17,12 +17,21 @@ class BackboneSpec(StrictModel):
     arch: str = Field("resnet18", description="A torchvision classification model name (see GET /v1/backbones).")
     weights: str = Field(
         "none",
-        description='"none" (train from scratch) or a torchvision weights name such as "IMAGENET1K_V1" or "DEFAULT".',
+        description='"none" (from scratch); a torchvision weights name ("IMAGENET1K_V1", "DEFAULT") from '
+        '$TORCH_HOME/hub/checkpoints; "model:<id>" (the backbone of an earlier Graft model of the same arch); '
+        'or "upload:<id>" (a file posted to POST /v1/weights).',
     )
 
 
+class HeadSpec(StrictModel):
+    """The new classification head grafted onto the backbone."""
+
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout before the final linear layer.")
+    hidden: int | None = Field(None, ge=1, le=65536, description="Width of an optional hidden layer (Linear→ReLU).")
+
+
 class OptimizerSpec(StrictModel):
-    """The optimizer; `lr` is the head's learning rate."""
+    """The optimizer; `lr` is the head's learning rate. Biases and norm layers never get weight decay."""
 
     name: Literal["sgd", "adamw"] = "sgd"
     lr: float = Field(0.01, gt=0, le=1e6, description="Learning rate of the new head.")
@@ -31,32 +40,83 @@ class OptimizerSpec(StrictModel):
     weight_decay: float = Field(0.0, ge=0, le=1)
 
 
+class ScheduleSpec(StrictModel):
+    """Learning-rate schedule, applied per step to every parameter group, with optional linear warm-up."""
+
+    name: Literal["constant", "step", "multistep", "cosine", "onecycle"] = "constant"
+    warmup_epochs: float = Field(0.0, ge=0, description="Epochs of linear warm-up from 0 (fractions allowed).")
+    step_size: int = Field(1, ge=1, description="step: epochs between two decays.")
+    milestones: list[int] = Field(default_factory=list, description="multistep: epochs at which lr decays.")
+    gamma: float = Field(0.1, gt=0, le=1, description="step/multistep: decay factor.")
+    min_factor: float = Field(0.0, ge=0, le=1, description="cosine: final lr as a fraction of the initial lr.")
+    pct_start: float = Field(0.3, gt=0, lt=1, description="onecycle: fraction of steps spent increasing lr.")
+    div_factor: float = Field(25.0, gt=1, description="onecycle: initial lr = lr / div_factor.")
+    final_div_factor: float = Field(1e4, gt=1, description="onecycle: final lr = initial lr / final_div_factor.")
+
+
+class EarlyStoppingSpec(StrictModel):
+    """Stop when `monitor` has not improved by `min_delta` for `patience` epochs."""
+
+    patience: int = Field(..., ge=1)
+    min_delta: float = Field(0.0, ge=0)
+
+
 class TrainingFields(StrictModel):
     """Fields every training job shares."""
 
     dataset: str = Field(..., description="Id of a dataset registered with POST /v1/datasets.")
     val_fraction: float = Field(0.2, ge=0, lt=1, description="Share of each class held out for validation.")
+    train_per_class: int | None = Field(
+        None, ge=1, description="Few-shot: train on this many images per class; all others validate."
+    )
     backbone: BackboneSpec = Field(default_factory=BackboneSpec)
+    head: HeadSpec = Field(default_factory=HeadSpec)
     epochs: int = Field(3, ge=1, le=1000)
     batch_size: int = Field(64, ge=2, le=4096, description="Images per step (BatchNorm needs at least 2).")
     image_size: int = Field(32, ge=16, le=1024, description="Side of the square model input, in pixels.")
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    grad_clip_norm: float | None = Field(None, gt=0, description="Clip the global gradient norm to this value.")
+    augmentation: Literal["none", "light", "standard"] = Field(
+        "none", description="light: random shifts; standard: resized crops, flips, colour jitter."
+    )
+    monitor: Literal["val_accuracy", "val_loss"] = Field(
+        "val_accuracy", description="Metric that picks the best checkpoint (the one served) and drives early stopping."
+    )
+    early_stopping: EarlyStoppingSpec | None = None
+    amp: bool = Field(True, description="Mixed precision on CUDA (bf16 where supported, else fp16); no effect on CPU.")
     seed: int = Field(0, ge=0, le=2**31 - 1)
     model_name: str | None = Field(
         None, max_length=200, description="Name the resulting model is versioned under; default: '<dataset>-<arch>'."
     )
+
+    @model_validator(mode="after")
+    def _milestones_inside(self):
+        if any(m < 1 or m > self.epochs for m in self.schedule.milestones):
+            raise ValueError(f"schedule.milestones must lie between 1 and epochs ({self.epochs})")
+        return self
 
 
 class FinetuneSpec(TrainingFields):
     """Transfer a backbone to a labeled dataset with a new head."""
 
     kind: Literal["finetune"]
-    strategy: Literal["feature_extraction", "finetune"] = Field(
+    strategy: Literal["feature_extraction", "finetune", "gradual_unfreeze"] = Field(
         "finetune",
-        description="feature_extraction: freeze the backbone, train the head; "
-        "finetune: train everything, pretrained layers at lr × backbone_lr_mult.",
+        description="feature_extraction: freeze the backbone (BatchNorm statistics included), train the head; "
+        "finetune: train everything, pretrained layers at lr × backbone_lr_mult; "
+        "gradual_unfreeze: head first, then one more block from the top every unfreeze_every epochs.",
     )
-    backbone_lr_mult: float = Field(0.1, gt=0, le=1, description="Backbone lr relative to the head's (finetune).")
+    backbone_lr_mult: float = Field(0.1, gt=0, le=1, description="Backbone lr relative to the head's (pretrained).")
+    layer_decay: float = Field(1.0, gt=0, le=1, description="Each block below the top one: lr × layer_decay more.")
+    head_warmup_epochs: int = Field(0, ge=0, description="finetune: epochs that train the head alone first.")
+    unfreeze_every: int = Field(1, ge=1, description="gradual_unfreeze: epochs between two unfrozen blocks.")
+    batchnorm: Literal["auto", "freeze", "train"] = Field(
+        "auto",
+        description="freeze: BatchNorm running statistics fixed; train: updated; auto: freeze for pretrained "
+        "weights (small fine-tuning batches would corrupt them), train from scratch.",
+    )
 
     model_config = ConfigDict(
         extra="forbid",
@@ -73,7 +133,19 @@ class FinetuneSpec(TrainingFields):
                     "image_size": 32,
                     "optimizer": {"name": "sgd", "lr": 0.01, "momentum": 0.9},
                     "seed": 0,
-                }
+                },
+                {
+                    "kind": "finetune",
+                    "dataset": "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+                    "backbone": {"arch": "mobilenet_v2", "weights": "IMAGENET1K_V1"},
+                    "strategy": "gradual_unfreeze",
+                    "unfreeze_every": 2,
+                    "epochs": 10,
+                    "image_size": 64,
+                    "optimizer": {"name": "adamw", "lr": 0.001, "weight_decay": 0.05},
+                    "schedule": {"name": "cosine", "warmup_epochs": 1},
+                    "augmentation": "light",
+                },
             ]
         },
     )

@@ -104,4 +104,18 @@ class Model(Base):
     preprocessing: Mapped[dict[str, Any]]
     metrics: Mapped[dict[str, Any] | None]
     checkpoint_blob_id: Mapped[str] = mapped_column(ForeignKey("blobs.id"))
+    last_checkpoint_blob_id: Mapped[str | None] = mapped_column(ForeignKey("blobs.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WeightFile(Base):
+    """Backbone weights a user uploaded, checked against their arch."""
+
+    __tablename__ = "weight_files"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    arch: Mapped[str] = mapped_column(String(100))
+    tensors: Mapped[int] = mapped_column(Integer)
+    blob_id: Mapped[str] = mapped_column(ForeignKey("blobs.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

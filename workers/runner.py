@@ -1,6 +1,7 @@
 """Runs one job: load it by id, call the pipeline, record what it reports in the database."""
 
 import logging
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -11,11 +12,13 @@ from service.repo import datasets as dataset_repo
 from service.repo import jobs as job_repo
 from service.repo import models as model_repo
 from service.settings import Settings
-from workers.pipeline import backbones, checkpoints, datasets, engine
+from workers import inputs
+from workers.pipeline import backbones, checkpoints, engine
 from workers.pipeline.errors import PipelineError
 from workers.pipeline.images import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 
 log = logging.getLogger(__name__)
+CHECKPOINT_MEDIA_TYPE = "application/vnd.graft.safetensors"
 
 
 class DatabaseReporter:
@@ -54,40 +57,29 @@ def _start(settings: Settings, job_id: str) -> dict | None:
         return {"spec": dict(job.spec), "source": dict(dataset.source), "dataset_name": dataset.name}
 
 
-def _backbone(spec: dict, num_classes: int, image_size: int) -> tuple[backbones.Grafted, Preprocessing]:
-    """Build the model the spec asks for, and the preprocessing that belongs to its weights."""
-    arch, weights = spec["backbone"]["arch"], spec["backbone"]["weights"]
-    if weights == "none":
-        grafted = backbones.build(arch, num_classes)
-        return grafted, Preprocessing(image_size=image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD)
-    state, entry = backbones.load_torchvision_weights(arch, weights)
-    tf = entry.transforms()
-    mean, std = tuple(tf.mean), tuple(tf.std)
-    grafted = backbones.build(arch, num_classes, state_dict=state, mean=mean, std=std)
-    return grafted, Preprocessing(image_size=image_size, mean=mean, std=std)
-
-
-def _train(settings: Settings, job_id: str, started: dict) -> tuple[Path, dict, list[str], dict]:
+def _train(settings: Settings, job_id: str, started: dict, workdir: Path) -> dict:
+    """Build, train and save: returns paths of the best and last checkpoints and what the model row needs."""
     spec = started["spec"]
-    raw = datasets.load_raw(started["source"]["builtin"])
-    grafted, preprocessing = _backbone(spec, len(raw.classes), spec["image_size"])
-    data = datasets.decode_set(raw, preprocessing)
-    train_idx, val_idx = datasets.stratified_split(data.labels, spec["val_fraction"], spec["seed"])
-    opt = spec["optimizer"]
-    config = engine.TrainConfig(
-        epochs=spec["epochs"], batch_size=spec["batch_size"], strategy=spec.get("strategy", "finetune"),
-        optimizer=opt["name"], lr=opt["lr"], momentum=opt["momentum"], nesterov=opt["nesterov"],
-        weight_decay=opt["weight_decay"], backbone_lr_mult=spec.get("backbone_lr_mult", 0.1),
-        seed=spec["seed"], device=settings.device,
-    )
-    result = engine.fit(
-        grafted, data.subset(train_idx), data.subset(val_idx), preprocessing, config, DatabaseReporter(settings, job_id)
-    )
-    meta = {"arch": spec["backbone"]["arch"], "classes": data.classes, "preprocessing": preprocessing.to_dict(),
-            "head": {}, "job_id": job_id}
-    out_dir = Path(tempfile.mkdtemp(prefix=f"graft-{job_id}-", dir=settings.cache_dir))
-    path = checkpoints.save(grafted, out_dir / "model.safetensors", meta=meta)
-    return path, result.metrics, data.classes, preprocessing.to_dict()
+    arch, head = spec["backbone"]["arch"], spec.get("head") or {}
+    loaded = inputs.resolve_weights(settings, arch, spec["backbone"]["weights"])  # fails before any training
+    mean, std = (loaded.mean, loaded.std) if loaded else (IMAGENET_MEAN, IMAGENET_STD)
+    preprocessing = Preprocessing(image_size=spec["image_size"], mean=mean, std=std)
+    data = inputs.load_images(settings, started["source"], preprocessing)
+    train, val = inputs.split(data, spec)
+    engine.seed_everything(spec["seed"])
+    grafted = backbones.build(arch, len(data.classes), state_dict=loaded.state_dict if loaded else None,
+                              mean=mean, std=std, dropout=head.get("dropout", 0.0), hidden=head.get("hidden"))
+    config = inputs.train_config(spec, settings)
+    result = engine.Trainer(grafted, preprocessing, config, DatabaseReporter(settings, job_id)).fit(train, val)
+    meta = {"arch": arch, "classes": data.classes, "preprocessing": preprocessing.to_dict(), "head": head,
+            "job_id": job_id, "weights": spec["backbone"]["weights"]}
+    last = checkpoints.save(grafted, workdir / "last.safetensors", meta={**meta, "epoch": len(result.history)})
+    best = last
+    if result.best_state is not None and result.best_epoch != len(result.history):
+        grafted.model.load_state_dict(result.best_state)
+        best = checkpoints.save(grafted, workdir / "best.safetensors", meta={**meta, "epoch": result.best_epoch})
+    return {"best": best, "last": last, "metrics": result.metrics, "classes": data.classes,
+            "preprocessing": preprocessing.to_dict()}
 
 
 def run_job(settings: Settings, job_id: str) -> None:
@@ -96,29 +88,36 @@ def run_job(settings: Settings, job_id: str) -> None:
     started = _start(settings, job_id)
     if started is None:
         return
+    workdir = Path(tempfile.mkdtemp(prefix=f"graft-{job_id}-", dir=settings.cache_dir))
     try:
-        path, metrics, classes, preprocessing = _train(settings, job_id, started)
-    except PipelineError as exc:
-        _fail(settings, job_id, str(exc))
-        return
-    except Exception as exc:  # noqa: BLE001 - the job must end failed, never stuck running
-        log.exception("job %s crashed", job_id)
-        _fail(settings, job_id, f"internal error: {type(exc).__name__}: {exc}")
-        return
-    try:
-        with session_scope(settings.sqlalchemy_url) as session:
-            blob = write_file(session, path, media_type="application/vnd.graft.safetensors",
-                              chunk_size=settings.chunk_size)
-            spec = started["spec"]
-            model = model_repo.create(
-                session, name=spec.get("model_name") or f"{started['dataset_name']}-{spec['backbone']['arch']}",
-                job_id=job_id, arch=spec["backbone"]["arch"], classes=classes, preprocessing=preprocessing,
-                metrics=metrics, checkpoint_blob_id=blob.id,
-            )
-            job_repo.transition(session, job_id=job_id, to="succeeded", metrics=metrics, model_id=model.id)
+        try:
+            out = _train(settings, job_id, started, workdir)
+        except PipelineError as exc:
+            _fail(settings, job_id, str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - the job must end failed, never stuck running
+            log.exception("job %s crashed", job_id)
+            _fail(settings, job_id, f"internal error: {type(exc).__name__}: {exc}")
+            return
+        _store(settings, job_id, started, out)
     finally:
-        path.unlink(missing_ok=True)
-        path.parent.rmdir()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _store(settings: Settings, job_id: str, started: dict, out: dict) -> None:
+    """Stream the checkpoints into the database and create the versioned model, in one transaction."""
+    spec = started["spec"]
+    with session_scope(settings.sqlalchemy_url) as session:
+        last = write_file(session, out["last"], media_type=CHECKPOINT_MEDIA_TYPE, chunk_size=settings.chunk_size)
+        best = last
+        if out["best"] != out["last"]:
+            best = write_file(session, out["best"], media_type=CHECKPOINT_MEDIA_TYPE, chunk_size=settings.chunk_size)
+        model = model_repo.create(
+            session, name=spec.get("model_name") or f"{started['dataset_name']}-{spec['backbone']['arch']}",
+            job_id=job_id, arch=spec["backbone"]["arch"], classes=out["classes"], preprocessing=out["preprocessing"],
+            metrics=out["metrics"], checkpoint_blob_id=best.id, last_checkpoint_blob_id=last.id,
+        )
+        job_repo.transition(session, job_id=job_id, to="succeeded", metrics=out["metrics"], model_id=model.id)
 
 
 def _fail(settings: Settings, job_id: str, message: str) -> None:

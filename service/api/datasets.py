@@ -19,11 +19,16 @@ def create_dataset(body: DatasetCreate, session: SessionDep) -> DatasetOut:
         raw = data.load_raw(body.source.builtin)
     except PipelineError as exc:
         raise field_error("source.builtin", str(exc)) from exc
+    if body.source.classes:
+        try:
+            raw = data.select_classes(raw, body.source.classes)
+        except PipelineError as exc:
+            raise field_error("source.classes", str(exc)) from exc
     counts = data.class_counts(raw.labels, raw.classes)
     row = repo.create(
         session,
         name=body.name,
-        source=body.source.model_dump(),
+        source=body.source.model_dump(exclude_none=True),
         classes=raw.classes,
         counts={"total": len(raw.labels), "per_class": counts},
         status="ready",

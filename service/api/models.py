@@ -1,8 +1,8 @@
 """/v1/models: trained models, their checkpoints, and predict."""
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import StreamingResponse
 
 from service.blobstore import iter_blob
@@ -44,10 +44,16 @@ def list_models(session: SessionDep, page_size: PageSize = 50, page_token: PageT
 
 @router.get("/{model_id}/checkpoint", response_class=StreamingResponse,
             responses={200: {"content": {"application/octet-stream": {}}}})
-def download_checkpoint(model_id: str, session: SessionDep, settings: SettingsDep) -> StreamingResponse:
+def download_checkpoint(
+    model_id: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    which: Annotated[Literal["best", "last"], Query(description="best (served by predict) or last epoch's.")] = "best",
+) -> StreamingResponse:
     """The weights as a safetensors file (metadata: arch, classes, preprocessing), streamed chunk by chunk."""
     model = repo.get(session, model_id=model_id)
-    blob = session.get(Blob, model.checkpoint_blob_id)
+    blob = session.get(Blob, model.last_checkpoint_blob_id if which == "last" and model.last_checkpoint_blob_id
+                       else model.checkpoint_blob_id)
 
     def chunks():
         with session_scope(settings.sqlalchemy_url) as stream_session:
@@ -55,7 +61,7 @@ def download_checkpoint(model_id: str, session: SessionDep, settings: SettingsDe
 
     headers = {
         "Content-Length": str(blob.size),
-        "Content-Disposition": f'attachment; filename="{model.name}-v{model.version}.safetensors"',
+        "Content-Disposition": f'attachment; filename="{model.name}-v{model.version}-{which}.safetensors"',
         "ETag": f'"{blob.sha256}"',
     }
     return StreamingResponse(chunks(), media_type="application/octet-stream", headers=headers)

@@ -125,12 +125,42 @@ def build(
     dropout: float = 0.0,
     hidden: int | None = None,
 ) -> Grafted:
-    """Build `arch`, load `state_dict` into its backbone if given, and graft a new head with `num_classes`."""
+    """Build `arch`, load `state_dict` into its backbone if given (head entries ignored), graft a new head."""
     check_arch(arch)
     model = get_model(arch, weights=None)
-    if state_dict is not None:
-        model.load_state_dict(state_dict)
     head_path = find_head(model)
+    if state_dict is not None:
+        state = {k: v for k, v in state_dict.items() if not k.startswith(head_path + ".")}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith(head_path + ".")]
+        if missing or unexpected:
+            raise WeightsUnavailable(
+                f"weights do not fit {arch}: missing {missing[:3]}, unexpected {list(unexpected)[:3]}"
+            )
     old = model.get_submodule(head_path)
     _set_submodule(model, head_path, make_head(old.in_features, num_classes, dropout=dropout, hidden=hidden))
     return Grafted(model, head_path, pretrained=state_dict is not None, mean=tuple(mean), std=tuple(std))
+
+
+@lru_cache
+def _catalog_entries() -> tuple:
+    entries = []
+    for arch in available_archs():
+        found = []
+        for w in get_model_weights(arch):
+            found.append({"name": w.name, "file": Path(w.url).name, "url": w.url,
+                          "num_params": w.meta.get("num_params"),
+                          "acc_at_1": next(iter(w.meta.get("_metrics", {}).values()), {}).get("acc@1")})
+        params = found[0]["num_params"] if found else None
+        entries.append((arch, params, tuple(tuple(sorted(f.items())) for f in found)))
+    return tuple(entries)
+
+
+def catalog() -> list[dict]:
+    """Every arch with its parameter count and weights, each marked cached if the file is in the local cache."""
+    checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
+    out = []
+    for arch, params, found in _catalog_entries():
+        weights = [dict(f) | {"cached": (checkpoints / dict(f)["file"]).exists()} for f in found]
+        out.append({"name": arch, "num_params": params, "weights": weights})
+    return out

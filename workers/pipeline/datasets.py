@@ -1,15 +1,21 @@
 """Labeled image sets as uint8 tensors, built-in real datasets, and stratified splits."""
 
-from collections import Counter
+import hashlib
+import json
+import os
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from workers.pipeline.errors import PipelineError
-from workers.pipeline.images import Preprocessing
+from workers.pipeline.images import Preprocessing, to_rgb
 
 
 @dataclass
@@ -55,13 +61,26 @@ def builtin_names() -> list[str]:
     return sorted(BUILTINS)
 
 
-def load_raw(name: str) -> RawSet:
-    """The built-in dataset `name`, undecoded."""
+def load_raw(name: str, classes: list[str] | None = None) -> RawSet:
+    """The built-in dataset `name`, undecoded; only `classes` (in that order) when given."""
     try:
         loader = BUILTINS[name]
     except KeyError:
         raise PipelineError(f"unknown builtin dataset {name!r}; choose one of {builtin_names()}") from None
-    return loader()
+    raw = loader()
+    return select_classes(raw, classes) if classes else raw
+
+
+def select_classes(raw: RawSet, classes: list[str]) -> RawSet:
+    """The images of `classes` only, relabelled 0…k-1 in the order given."""
+    unknown = [c for c in classes if c not in raw.classes]
+    if unknown:
+        raise PipelineError(f"classes {unknown} are not in this dataset; it has {raw.classes}")
+    if len(set(classes)) != len(classes):
+        raise PipelineError("classes must not repeat")
+    remap = {raw.classes.index(c): i for i, c in enumerate(classes)}
+    keep = [(img, remap[y]) for img, y in zip(raw.images, raw.labels, strict=True) if y in remap]
+    return RawSet([img for img, _ in keep], [y for _, y in keep], list(classes))
 
 
 def class_counts(labels: Iterable[int], classes: list[str]) -> dict[str, int]:
@@ -72,10 +91,20 @@ def class_counts(labels: Iterable[int], classes: list[str]) -> dict[str, int]:
 
 def decode_set(raw: RawSet, preprocessing: Preprocessing) -> ImageSet:
     """Decode every image once through `preprocessing.to_uint8` (the exact path predict uses)."""
-    from workers.pipeline.images import to_rgb
-
     images = torch.stack([preprocessing.to_uint8(to_rgb(img)) for img in raw.images])
     return ImageSet(images, torch.tensor(raw.labels, dtype=torch.int64), list(raw.classes))
+
+
+def few_shot_split(labels: torch.Tensor, per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices (train, rest): `per_class` images of every class drawn by `seed` for training, all others held out."""
+    gen = torch.Generator().manual_seed(seed)
+    train, rest = [], []
+    for cls in torch.unique(labels).tolist():
+        idx = torch.nonzero(labels == cls).flatten()
+        idx = idx[torch.randperm(len(idx), generator=gen)]
+        train.append(idx[:per_class])
+        rest.append(idx[per_class:])
+    return torch.sort(torch.cat(train)).values, torch.sort(torch.cat(rest)).values
 
 
 def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,3 +120,41 @@ def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[
         held.append(idx[:n_held])
         train.append(idx[n_held:])
     return torch.sort(torch.cat(train)).values, torch.sort(torch.cat(held)).values
+
+
+class DecodeCache:
+    """Decoded datasets kept in memory (a few) and on disk, keyed by source and preprocessing: decode once."""
+
+    def __init__(self, directory: Path, *, keep: int = 4) -> None:
+        self.directory = directory
+        self.keep = keep
+        self._memory: OrderedDict[str, ImageSet] = OrderedDict()
+
+    @staticmethod
+    def key(source: dict, preprocessing: Preprocessing) -> str:
+        """A stable key for a dataset source decoded with `preprocessing`."""
+        blob = json.dumps({"source": source, "pre": preprocessing.to_dict()}, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:32]
+
+    def get(self, key: str, build: Callable[[], ImageSet]) -> ImageSet:
+        """The cached set for `key`, built (and stored) on a miss."""
+        if key in self._memory:
+            self._memory.move_to_end(key)
+            return self._memory[key]
+        path = self.directory / f"{key}.safetensors"
+        if path.exists():
+            with safe_open(str(path), framework="pt") as fh:
+                classes = json.loads(fh.metadata()["classes"])
+            tensors = load_file(str(path))
+            data = ImageSet(tensors["images"], tensors["labels"], classes)
+        else:
+            data = build()
+            self.directory.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + f".{os.getpid()}.part")
+            save_file({"images": data.images.contiguous(), "labels": data.labels.contiguous()}, str(tmp),
+                      metadata={"classes": json.dumps(data.classes)})
+            tmp.replace(path)
+        self._memory[key] = data
+        while len(self._memory) > self.keep:
+            self._memory.popitem(last=False)
+        return data

@@ -48,3 +48,8 @@ def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
 def prepare_host(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Pin a host tensor when it will be copied to CUDA repeatedly."""
     return tensor.pin_memory() if device.type == "cuda" else tensor
+
+
+def channels_last(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """NHWC memory layout on CUDA, where convolutions run faster with it; unchanged elsewhere."""
+    return batch.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else batch

@@ -1,5 +1,6 @@
-"""The training and evaluation engine: a plain PyTorch loop over uint8 tensors, reporting through callbacks."""
+"""The training and evaluation engine: a plain PyTorch loop over cached uint8 tensors, reporting through callbacks."""
 
+import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -7,13 +8,19 @@ from typing import Protocol
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+from workers.pipeline import augment, features
 from workers.pipeline import device as devices
-from workers.pipeline import strategies
 from workers.pipeline.backbones import Grafted
 from workers.pipeline.datasets import ImageSet
 from workers.pipeline.errors import PipelineError, TrainingDiverged
 from workers.pipeline.images import Preprocessing
+from workers.pipeline.metrics import classification_report
+from workers.pipeline.schedules import Schedule
+from workers.pipeline.strategies import Plan, StrategyConfig
+
+MONITORS = {"val_accuracy": max, "val_loss": min}
 
 
 @dataclass
@@ -22,13 +29,18 @@ class TrainConfig:
 
     epochs: int = 3
     batch_size: int = 64
-    strategy: str = "finetune"
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
     optimizer: str = "sgd"
-    lr: float = 0.01
     momentum: float = 0.9
     nesterov: bool = False
-    weight_decay: float = 0.0
-    backbone_lr_mult: float = 0.1
+    schedule: dict = field(default_factory=dict)
+    label_smoothing: float = 0.0
+    grad_clip_norm: float | None = None
+    monitor: str = "val_accuracy"
+    early_stopping_patience: int | None = None
+    early_stopping_min_delta: float = 0.0
+    augmentation: str = "none"
+    feature_cache: bool = True
     seed: int = 0
     device: str = "auto"
     amp: bool = True
@@ -54,20 +66,25 @@ class NullCallbacks:
 
 @dataclass
 class FitResult:
-    """The final metrics and per-epoch history of a finished run."""
+    """Final metrics, per-epoch history, and the best epoch's weights (the model itself holds the last)."""
 
     metrics: dict
-    history: list[dict] = field(default_factory=list)
+    history: list[dict]
+    best_state: dict[str, torch.Tensor] | None
+    best_epoch: int
+
+
+def seed_everything(seed: int) -> None:
+    """Seed PyTorch's generators so the same spec and seed give the same run on the CPU."""
+    torch.manual_seed(seed)
 
 
 def make_optimizer(groups: list[dict], config: TrainConfig) -> torch.optim.Optimizer:
     """SGD (momentum, Nesterov) or AdamW over `groups`."""
     if config.optimizer == "sgd":
-        return torch.optim.SGD(
-            groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov, weight_decay=config.weight_decay
-        )
+        return torch.optim.SGD(groups, lr=config.strategy.lr, momentum=config.momentum, nesterov=config.nesterov)
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.AdamW(groups, lr=config.strategy.lr)
     raise PipelineError(f"unknown optimizer {config.optimizer!r}; choose 'sgd' or 'adamw'")
 
 
@@ -78,84 +95,184 @@ def batches(n: int, batch_size: int, generator: torch.Generator | None) -> list[
 
 
 @torch.no_grad()
-def evaluate(
-    grafted: Grafted, data: ImageSet, preprocessing: Preprocessing, *, batch_size: int, device: torch.device
-) -> dict:
-    """Loss and top-1 accuracy of the model on `data`."""
-    if len(data) == 0:
-        return {}
-    grafted.model.eval()
-    total_loss, correct = 0.0, 0
+def predict_logits(model: nn.Module, data: ImageSet, preprocessing: Preprocessing, *, batch_size: int,
+                   device: torch.device, amp: bool = True) -> torch.Tensor:
+    """Logits of `model` (in eval mode) for every image of `data`."""
+    model.eval()
+    out = []
     for idx in batches(len(data), batch_size, None):
         x = preprocessing.normalize(devices.to_device(data.images[idx], device))
-        y = devices.to_device(data.labels[idx], device)
-        with devices.autocast(device, True):
-            logits = grafted.model(x)
-        total_loss += F.cross_entropy(logits.float(), y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
-    return {"loss": total_loss / len(data), "accuracy": correct / len(data)}
+        with devices.autocast(device, amp):
+            out.append(model(devices.channels_last(x, device)).float().cpu())
+    return torch.cat(out) if out else torch.empty(0, len(data.classes))
 
 
-def fit(
-    grafted: Grafted,
-    train: ImageSet,
-    val: ImageSet,
-    preprocessing: Preprocessing,
-    config: TrainConfig,
-    callbacks: Callbacks | None = None,
-) -> FitResult:
-    """Train `grafted` on `train` for `config.epochs`, evaluating on `val` after every epoch."""
-    callbacks = callbacks or NullCallbacks()
-    if len(train) == 0:
-        raise PipelineError("the training split is empty; lower val_fraction or add images")
-    torch.manual_seed(config.seed)
-    device = devices.resolve_device(config.device)
-    model = grafted.model.to(device)
-    groups = strategies.param_groups(
-        grafted, config.strategy, lr=config.lr, backbone_lr_mult=config.backbone_lr_mult
-    )
-    optimizer = make_optimizer(groups, config)
-    scaler = devices.grad_scaler(device, config.amp)
-    images = devices.prepare_host(train.images, device)
-    labels = devices.prepare_host(train.labels, device)
-    gen = torch.Generator().manual_seed(config.seed)
-    steps_per_epoch = math.ceil(len(train) / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
-    history: list[dict] = []
-    step = 0
-    for epoch in range(1, config.epochs + 1):
-        strategies.set_train_mode(grafted)
-        started, seen, loss_sum = time.perf_counter(), 0, 0.0
-        lrs = {g["name"]: g["lr"] for g in optimizer.param_groups}
-        for idx in batches(len(train), config.batch_size, gen):
-            x = preprocessing.normalize(devices.to_device(images[idx], device))
-            y = devices.to_device(labels[idx], device)
-            with devices.autocast(device, config.amp):
-                loss = F.cross_entropy(model(x), y)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(
-                    f"training diverged: the loss became {loss.item()} at epoch {epoch}, step {step + 1}; "
-                    f"lower optimizer.lr (now {config.lr})"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            step += 1
-            seen += len(idx)
-            loss_sum += loss.item() * len(idx)
-            callbacks.on_progress(epoch=epoch, step=step, total_steps=total_steps)
-        val_metrics = evaluate(grafted, val, preprocessing, batch_size=config.batch_size * 2, device=device)
-        row = {
-            "epoch": epoch,
-            "train_loss": loss_sum / seen,
-            "val_loss": val_metrics.get("loss"),
-            "val_accuracy": val_metrics.get("accuracy"),
-            "lr": lrs["head"],
-            "lrs": lrs,
-            "epoch_seconds": time.perf_counter() - started,
+def evaluate(grafted: Grafted, data: ImageSet, preprocessing: Preprocessing, *, batch_size: int,
+             device: torch.device, amp: bool = True) -> dict:
+    """Full classification report (loss, top-1, top-5, per-class P/R/F1, confusion matrix) on `data`."""
+    if len(data) == 0:
+        return {}
+    logits = predict_logits(grafted.model, data, preprocessing, batch_size=batch_size, device=device, amp=amp)
+    return classification_report(logits, data.labels, data.classes)
+
+
+class Trainer:
+    """One training run of a grafted model."""
+
+    def __init__(self, grafted: Grafted, preprocessing: Preprocessing, config: TrainConfig,
+                 callbacks: Callbacks | None = None) -> None:
+        self.grafted, self.preprocessing, self.config = grafted, preprocessing, config
+        self.callbacks = callbacks or NullCallbacks()
+        self.device = devices.resolve_device(config.device)
+        self.plan = Plan(grafted, config.strategy)
+        self.augmentation = augment.make_augmentation(config.augmentation, preprocessing.image_size)
+        if config.monitor not in MONITORS:
+            raise PipelineError(f"unknown monitor {config.monitor!r}; choose one of {list(MONITORS)}")
+
+    def uses_feature_cache(self) -> bool:
+        """Frozen backbone and no augmentation: the backbone's features are computed once, not every epoch."""
+        cfg = self.config
+        return cfg.feature_cache and cfg.strategy.strategy == "feature_extraction" and self.augmentation is None
+
+    def fit(self, train: ImageSet, val: ImageSet, test: ImageSet | None = None) -> FitResult:
+        """Train for `config.epochs` (or until early stopping), evaluating on `val` after every epoch."""
+        cfg = self.config
+        if len(train) == 0:
+            raise PipelineError("the training split is empty; lower val_fraction or add images")
+        seed_everything(cfg.seed)
+        model = self.grafted.model.to(self.device)
+        if self.device.type == "cuda":
+            model.to(memory_format=torch.channels_last)
+        steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+        total_steps = steps_per_epoch * cfg.epochs
+        schedule = Schedule(total_steps=total_steps, steps_per_epoch=steps_per_epoch, **cfg.schedule)
+        source = self._feature_source(train, val) if self.uses_feature_cache() else None
+        gen = torch.Generator().manual_seed(cfg.seed)
+        scaler = devices.grad_scaler(self.device, cfg.amp)
+        images = devices.prepare_host(train.images, self.device)
+        labels = devices.prepare_host(train.labels, self.device)
+        optimizer, joined = None, set()
+        history: list[dict] = []
+        best_value, best_epoch, best_state, stale = None, 0, None, 0
+        step = 0
+        for epoch in range(1, cfg.epochs + 1):
+            groups = self.plan.apply(epoch)
+            fresh = [g for g in groups if g.name not in joined]
+            new_groups = [pg for g in fresh for pg in self.plan.optimizer_groups(g)]
+            if optimizer is None:
+                optimizer = make_optimizer(new_groups, cfg)
+            else:
+                for pg in new_groups:
+                    optimizer.add_param_group(pg)
+            joined |= {g.name for g in fresh}
+            self.plan.set_train_mode(epoch)
+            _set_lr(optimizer, schedule.factor(step))
+            lrs = {pg["name"]: pg["lr"] for pg in optimizer.param_groups}
+            started, seen, loss_sum = time.perf_counter(), 0, 0.0
+            for idx in batches(len(train), cfg.batch_size, gen):
+                _set_lr(optimizer, schedule.factor(step))
+                y = devices.to_device(labels[idx], self.device)
+                if source is not None:
+                    logits_fn = lambda: self.grafted.head(source[0][idx])  # noqa: E731
+                else:
+                    x = augment.apply(self.augmentation, images[idx])
+                    x = devices.channels_last(self.preprocessing.normalize(devices.to_device(x, self.device)),
+                                              self.device)
+                    logits_fn = lambda: model(x)  # noqa: E731
+                with devices.autocast(self.device, cfg.amp):
+                    loss = F.cross_entropy(logits_fn(), y, label_smoothing=cfg.label_smoothing)
+                if not torch.isfinite(loss):
+                    raise TrainingDiverged(
+                        f"training diverged: the loss became {loss.item()} at epoch {epoch}, step {step + 1}; "
+                        f"lower optimizer.lr (now {cfg.strategy.lr}) or set grad_clip_norm"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if cfg.grad_clip_norm:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_([p for pg in optimizer.param_groups for p in pg["params"]],
+                                             cfg.grad_clip_norm)
+                scaler.step(optimizer)
+                scaler.update()
+                step += 1
+                seen += len(idx)
+                loss_sum += loss.item() * len(idx)
+                self.callbacks.on_progress(epoch=epoch, step=step, total_steps=total_steps)
+            val_metrics = self._validate(val, source)
+            row = {"epoch": epoch, "train_loss": loss_sum / seen, "val_loss": val_metrics.get("loss"),
+                   "val_accuracy": val_metrics.get("accuracy"), "lr": lrs["head"], "lrs": lrs,
+                   "epoch_seconds": time.perf_counter() - started}
+            if "top5_accuracy" in val_metrics:
+                row["val_top5_accuracy"] = val_metrics["top5_accuracy"]
+            history.append(row)
+            self.callbacks.on_epoch_end(epoch=epoch, metrics=row)
+            value = row.get(cfg.monitor)
+            if value is not None and (best_value is None or _improves(cfg.monitor, value, best_value,
+                                                                       cfg.early_stopping_min_delta)):
+                best_value, best_epoch, stale = value, epoch, 0
+                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            else:
+                stale += 1
+            if cfg.early_stopping_patience and stale >= cfg.early_stopping_patience:
+                break
+        return self._finish(history, best_state, best_epoch, val, test)
+
+    def _feature_source(self, train: ImageSet, val: ImageSet):
+        """Backbone features of the train and val images, computed once with the backbone in eval mode."""
+        model = self.grafted.model
+        self.plan.apply(1)
+        with features.headless(self.grafted):
+            kw = {"batch_size": max(self.config.batch_size, 256), "device": self.device, "amp": self.config.amp}
+            train_f = predict_logits(model, train, self.preprocessing, **kw).to(self.device)
+            val_f = predict_logits(model, val, self.preprocessing, **kw).to(self.device) if len(val) else None
+        return train_f, val_f
+
+    def _validate(self, val: ImageSet, source) -> dict:
+        if len(val) == 0:
+            return {}
+        if source is not None and source[1] is not None:
+            self.grafted.head.eval()
+            with torch.no_grad():
+                logits = self.grafted.head(source[1]).float().cpu()
+            return {"loss": F.cross_entropy(logits, val.labels).item(),
+                    "accuracy": (logits.argmax(1) == val.labels).double().mean().item()}
+        report = evaluate(self.grafted, val, self.preprocessing, batch_size=self.config.batch_size * 2,
+                          device=self.device, amp=self.config.amp)
+        return {k: report[k] for k in ("loss", "accuracy", "top5_accuracy") if k in report}
+
+    def _finish(self, history, best_state, best_epoch, val, test) -> FitResult:
+        """Evaluate the best weights in full on val and test; the model keeps the last weights."""
+        last_state = None
+        if best_state is not None and best_epoch != len(history):
+            last_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.grafted.model.state_dict().items()})
+            self.grafted.model.load_state_dict(best_state)
+        kw = {"batch_size": self.config.batch_size * 2, "device": self.device, "amp": self.config.amp}
+        metrics = {
+            "train_loss": history[-1]["train_loss"],
+            "val_loss": history[best_epoch - 1]["val_loss"] if best_epoch else None,
+            "val_accuracy": history[best_epoch - 1]["val_accuracy"] if best_epoch else None,
+            "best_epoch": best_epoch or len(history),
+            "epochs_run": len(history),
+            "val": evaluate(self.grafted, val, self.preprocessing, **kw),
         }
-        history.append(row)
-        callbacks.on_epoch_end(epoch=epoch, metrics=row)
-    final = {k: history[-1][k] for k in ("train_loss", "val_loss", "val_accuracy")}
-    return FitResult(metrics=final, history=history)
+        if test is not None and len(test):
+            metrics["test"] = evaluate(self.grafted, test, self.preprocessing, **kw)
+            metrics["test_accuracy"] = metrics["test"]["accuracy"]
+        if last_state is not None:
+            self.grafted.model.load_state_dict(last_state)
+        return FitResult(metrics=metrics, history=history, best_state=best_state, best_epoch=best_epoch)
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, factor: float) -> None:
+    for pg in optimizer.param_groups:
+        pg["lr"] = pg["base_lr"] * factor
+
+
+def _improves(monitor: str, value: float, best: float, min_delta: float) -> bool:
+    return value > best + min_delta if MONITORS[monitor] is max else value < best - min_delta
+
+
+def fit(grafted: Grafted, train: ImageSet, val: ImageSet, preprocessing: Preprocessing, config: TrainConfig,
+        callbacks: Callbacks | None = None, test: ImageSet | None = None) -> FitResult:
+    """Train `grafted` on `train`, validating on `val` (shortcut for `Trainer(...).fit(...)`)."""
+    return Trainer(grafted, preprocessing, config, callbacks).fit(train, val, test)

@@ -1,0 +1,96 @@
+"""What a job needs before it trains, resolved from the database and local caches: data, weights, config."""
+
+from pathlib import Path
+
+from service.blobstore import read_to_file
+from service.db import session_scope
+from service.settings import Settings
+from service.tables import Model, WeightFile
+from workers.pipeline import datasets, weights
+from workers.pipeline.datasets import DecodeCache, ImageSet
+from workers.pipeline.engine import TrainConfig
+from workers.pipeline.errors import WeightsUnavailable
+from workers.pipeline.images import Preprocessing
+from workers.pipeline.strategies import StrategyConfig
+
+_decode_caches: dict[Path, DecodeCache] = {}
+
+
+def decode_cache(settings: Settings) -> DecodeCache:
+    """The worker process's cache of decoded datasets."""
+    path = settings.cache_dir / "datasets"
+    if path not in _decode_caches:
+        _decode_caches[path] = DecodeCache(path)
+    return _decode_caches[path]
+
+
+def load_images(settings: Settings, source: dict, preprocessing: Preprocessing) -> ImageSet:
+    """A dataset source decoded at `preprocessing`'s size, once per process and disk cache."""
+    cache = decode_cache(settings)
+
+    def build() -> ImageSet:
+        raw = datasets.load_raw(source["builtin"], source.get("classes"))
+        return datasets.decode_set(raw, preprocessing)
+
+    return cache.get(DecodeCache.key(source, preprocessing), build)
+
+
+def split(data: ImageSet, spec: dict) -> tuple[ImageSet, ImageSet]:
+    """Train and validation sets: few-shot (`train_per_class`) or a stratified `val_fraction` split, by seed."""
+    if spec.get("train_per_class"):
+        train_idx, val_idx = datasets.few_shot_split(data.labels, spec["train_per_class"], spec["seed"])
+    else:
+        train_idx, val_idx = datasets.stratified_split(data.labels, spec["val_fraction"], spec["seed"])
+    return data.subset(train_idx), data.subset(val_idx)
+
+
+def _blob_file(settings: Settings, blob_id: str, name: str) -> Path:
+    path = settings.cache_dir / "blobs" / f"{name}-{blob_id}.bin"
+    if not path.exists():
+        with session_scope(settings.sqlalchemy_url) as session:
+            read_to_file(session, blob_id, path)
+    return path
+
+
+def resolve_weights(settings: Settings, arch: str, source: str) -> weights.BackboneWeights | None:
+    """The backbone weights a spec names: none, torchvision, an earlier model, or an upload."""
+    if source == "none":
+        return None
+    if source.startswith("model:"):
+        model_id = source.removeprefix("model:")
+        with session_scope(settings.sqlalchemy_url) as session:
+            model = session.get(Model, model_id)
+            blob_id = model.checkpoint_blob_id if model else None
+        if blob_id is None:
+            raise WeightsUnavailable(f"no model with id {model_id!r} to take a backbone from")
+        return weights.from_graft_checkpoint(_blob_file(settings, blob_id, "model"), arch)
+    if source.startswith("upload:"):
+        upload_id = source.removeprefix("upload:")
+        with session_scope(settings.sqlalchemy_url) as session:
+            row = session.get(WeightFile, upload_id)
+            blob_id = row.blob_id if row else None
+        if blob_id is None:
+            raise WeightsUnavailable(f"no uploaded weights with id {upload_id!r}")
+        return weights.from_file(_blob_file(settings, blob_id, "weights"), arch)
+    return weights.from_torchvision(arch, source, allow_download=settings.weights_download)
+
+
+def train_config(spec: dict, settings: Settings) -> TrainConfig:
+    """The engine's configuration for a job spec."""
+    opt, early = spec["optimizer"], spec.get("early_stopping") or {}
+    strategy = StrategyConfig(
+        strategy=spec.get("strategy", "finetune"), lr=opt["lr"], backbone_lr_mult=spec.get("backbone_lr_mult", 0.1),
+        layer_decay=spec.get("layer_decay", 1.0), head_warmup_epochs=spec.get("head_warmup_epochs", 0),
+        unfreeze_every=spec.get("unfreeze_every", 1), batchnorm=spec.get("batchnorm", "auto"),
+        weight_decay=opt["weight_decay"],
+    )
+    schedule = dict(spec.get("schedule") or {})
+    schedule["milestones"] = tuple(schedule.get("milestones", ()))
+    return TrainConfig(
+        epochs=spec["epochs"], batch_size=spec["batch_size"], strategy=strategy, optimizer=opt["name"],
+        momentum=opt["momentum"], nesterov=opt["nesterov"], schedule=schedule,
+        label_smoothing=spec.get("label_smoothing", 0.0), grad_clip_norm=spec.get("grad_clip_norm"),
+        monitor=spec.get("monitor", "val_accuracy"), early_stopping_patience=early.get("patience"),
+        early_stopping_min_delta=early.get("min_delta", 0.0), augmentation=spec.get("augmentation", "none"),
+        seed=spec["seed"], device=settings.device, amp=spec.get("amp", True),
+    )
