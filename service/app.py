@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from service import errors
 from service.api import datasets, health, jobs, models, weights
+from service.limits import BodySizeLimit
 from service.predictors import PredictorCache
 from service.settings import Settings, get_settings
 
@@ -22,6 +23,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Graft", version="0.1.0", description=DESCRIPTION)
     app.state.settings = settings
     app.state.predictors = PredictorCache(settings)
+    app.add_middleware(BodySizeLimit, limits={"/v1/datasets": settings.max_upload_bytes,
+                                              "/v1/weights": settings.max_weights_bytes})
     errors.install(app)
     errors.install_database_errors(app)
     for module in (health, datasets, jobs, models, weights):

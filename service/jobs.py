@@ -37,8 +37,15 @@ def _check_weights(session: Session, arch: str, weights: str) -> None:
 
 def validate(session: Session, spec: FinetuneSpec | PretrainSpec) -> None:
     """Raise a 422 naming the field for a dataset, arch or weights that does not exist."""
-    if dataset_repo.find(session, dataset_id=spec.dataset) is None:
+    dataset = dataset_repo.find(session, dataset_id=spec.dataset)
+    if dataset is None:
         raise field_error("dataset", f"no dataset with id {spec.dataset!r}; register one with POST /v1/datasets")
+    if dataset.status != "ready":
+        reason = f": {dataset.error}" if dataset.error else "; wait until it is ready"
+        raise field_error("dataset", f"dataset {dataset.id} is {dataset.status}{reason}")
+    if dataset.report is not None and not dataset.report.get("labeled", True):
+        raise field_error("dataset", f"dataset {dataset.id} has no labels; training needs a labeled dataset "
+                                     "(<class>/<image> folders or a labels manifest)")
     try:
         backbones.check_arch(spec.backbone.arch)
     except PipelineError as exc:

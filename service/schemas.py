@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from service.specs import StrictModel
 
@@ -19,10 +19,12 @@ class Page(BaseModel, Generic[T]):
     next_page_token: str | None = None
 
 
-class BuiltinSource(StrictModel):
-    """A dataset that ships with Graft's dependencies."""
+class DatasetSource(StrictModel):
+    """Where a JSON-registered dataset comes from: exactly one of `builtin` or `uri`."""
 
-    builtin: str = Field(..., description='Name of a built-in dataset: "digits" (scikit-learn\'s 1,797 UCI digits).')
+    builtin: str | None = Field(None, description='A built-in dataset: "digits" (scikit-learn\'s 1,797 UCI digits).')
+    uri: str | None = Field(None, description="file:///… folder under one of GRAFT_IMPORT_ROOTS (ImageFolder, "
+                                              "split folders, a labels.csv/JSONL manifest, or flat unlabeled images).")
     classes: list[str] | None = Field(
         None, min_length=1, description="Only these classes, in this order (e.g. digits 0–4 for pre-training)."
     )
@@ -32,7 +34,15 @@ class DatasetCreate(StrictModel):
     """Register a dataset."""
 
     name: str = Field(..., min_length=1, max_length=200)
-    source: BuiltinSource
+    source: DatasetSource
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.source.builtin is None) == (self.source.uri is None):
+            raise ValueError("source needs exactly one of builtin or uri (upload archives as multipart instead)")
+        if self.source.classes and self.source.uri:
+            raise ValueError("source.classes applies to builtin datasets only")
+        return self
 
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"name": "digits", "source": {"builtin": "digits"}}]}
@@ -46,11 +56,31 @@ class ORMModel(BaseModel):
 class DatasetOut(ORMModel):
     id: str
     name: str
-    status: str = Field(..., description="ready: usable by jobs.")
+    status: str = Field(..., description="validating → ready (usable by jobs) or failed (see error).")
     source: dict[str, Any]
     classes: list[str]
-    counts: dict[str, Any] = Field(..., description="total and per_class image counts.")
+    counts: dict[str, Any] = Field(..., description="total, per_class and per_split image counts.")
+    image_sizes: dict[str, Any] | None = None
+    excluded: list[dict[str, str]] = Field(default_factory=list, description="Files left out: path and reason.")
+    warnings: list[str] = Field(default_factory=list)
+    layout: str | None = None
+    labeled: bool = True
+    error: str | None = Field(None, description="Why validation failed, and what to fix.")
     created_at: UTCDateTime
+
+    @classmethod
+    def of(cls, row) -> "DatasetOut":
+        """The public view of a dataset row (its validation report flattened in)."""
+        report = row.report or {}
+        return cls(id=row.id, name=row.name, status=row.status, source=row.source, classes=row.classes,
+                   counts=row.counts, image_sizes=report.get("image_sizes"), excluded=report.get("excluded", []),
+                   warnings=report.get("warnings", []), layout=report.get("layout"),
+                   labeled=report.get("labeled", True), error=row.error, created_at=row.created_at)
+
+
+class SamplesOut(BaseModel):
+    dataset_id: str
+    samples: dict[str, list[str]] = Field(..., description="Per class, a few PNG thumbnails as data URIs.")
 
 
 class JobOut(ORMModel):

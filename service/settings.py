@@ -2,9 +2,10 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -31,7 +32,18 @@ class Settings(BaseSettings):
         True, description="Let torchvision download weights missing from $TORCH_HOME (off: fail with where to put them)."
     )
     max_weights_bytes: int = Field(2 << 30, ge=1024, description="Largest weights file POST /v1/weights accepts.")
+    max_upload_bytes: int = Field(2 << 30, ge=1024, description="Largest dataset archive POST /v1/datasets accepts.")
+    import_roots: Annotated[tuple[Path, ...], NoDecode] = Field(
+        (), description="Server folders datasets may be imported from (comma-separated)."
+    )
     log_level: str = "info"
+
+    @field_validator("import_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value):
+        if isinstance(value, str):
+            return tuple(Path(p.strip()) for p in value.split(",") if p.strip())
+        return value
 
     @field_validator("home")
     @classmethod

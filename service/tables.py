@@ -34,6 +34,9 @@ class Dataset(Base):
     source: Mapped[dict[str, Any]]
     classes: Mapped[list[Any]]
     counts: Mapped[dict[str, Any]]
+    blob_id: Mapped[str | None] = mapped_column(ForeignKey("blobs.id"))
+    report: Mapped[dict[str, Any] | None]
+    error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -86,8 +86,10 @@ def redis_space(redis_server):
 def settings(database_url, redis_space, tmp_path_factory) -> Settings:
     """Settings for the PostgreSQL + Redis deployment under test."""
     broker_url, prefix = redis_space
+    home = tmp_path_factory.mktemp("graft-home")
     return Settings(
-        home=tmp_path_factory.mktemp("graft-home"),
+        home=home,
+        import_roots=(home / "imports",),
         database_url=database_url,
         broker_url=broker_url,
         broker_prefix=prefix,
@@ -104,7 +106,9 @@ def settings_env(settings: Settings, torch_home: Path | None = None) -> dict[str
     if torch_home is not None:
         env["TORCH_HOME"] = str(torch_home)
     for field, value in settings.model_dump().items():
-        if value is not None:
+        if isinstance(value, tuple):
+            env[f"GRAFT_{field.upper()}"] = ",".join(map(str, value))
+        elif value is not None:
             env[f"GRAFT_{field.upper()}"] = str(value)
     return env
 

@@ -1,6 +1,10 @@
 """What a job needs before it trains, resolved from the database and local caches: data, weights, config."""
 
+import hashlib
+
 from pathlib import Path
+
+import torch
 
 from service.blobstore import read_to_file
 from service.db import session_scope
@@ -24,24 +28,68 @@ def decode_cache(settings: Settings) -> DecodeCache:
     return _decode_caches[path]
 
 
-def load_images(settings: Settings, source: dict, preprocessing: Preprocessing) -> ImageSet:
-    """A dataset source decoded at `preprocessing`'s size, once per process and disk cache."""
+SPLIT_CODES = {None: -1, "train": 0, "val": 1, "test": 2}
+
+
+def load_images(settings: Settings, dataset: dict, preprocessing: Preprocessing) -> ImageSet:
+    """A dataset decoded at `preprocessing`'s size, once per process and disk cache (keyed by its content)."""
+    source = dataset["source"]
     cache = decode_cache(settings)
 
     def build() -> ImageSet:
-        raw = datasets.load_raw(source["builtin"], source.get("classes"))
-        return datasets.decode_set(raw, preprocessing)
+        if "builtin" in source:
+            return datasets.decode_set(datasets.load_raw(source["builtin"], source.get("classes")), preprocessing)
+        from workers.ingesting import dataset_root
 
-    return cache.get(DecodeCache.key(source, preprocessing), build)
+        root = dataset_root(settings, source, dataset["blob_id"])
+        items = dataset["report"]["items"]
+        classes = dataset["classes"]
+        raw = datasets.RawSet([_open(root / i["path"]) for i in items], [classes.index(i["label"]) for i in items],
+                              classes)
+        decoded = datasets.decode_set(raw, preprocessing)
+        decoded.splits = torch.tensor([SPLIT_CODES[i["split"]] for i in items], dtype=torch.int8)
+        return decoded
+
+    key_source = source if "builtin" in source else {"content": source.get("sha256") or dataset["id"]}
+    return cache.get(DecodeCache.key(key_source, preprocessing), build)
 
 
-def split(data: ImageSet, spec: dict) -> tuple[ImageSet, ImageSet]:
-    """Train and validation sets: few-shot (`train_per_class`) or a stratified `val_fraction` split, by seed."""
-    if spec.get("train_per_class"):
+def _open(path: Path):
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.load()
+        return image
+
+
+def split(data: ImageSet, spec: dict) -> tuple[ImageSet, ImageSet, ImageSet | None, dict]:
+    """Train, validation and test sets, and a record of the split used (so it can be reproduced).
+
+    The dataset's own train/val/test folders are honoured; otherwise few-shot (`train_per_class`) or a
+    stratified `val_fraction` split, drawn by `seed`.
+    """
+    splits = data.splits
+    test = None
+    if splits is not None and bool((splits >= 0).any()):
+        train_idx = torch.nonzero(splits == 0).flatten()
+        val_idx = torch.nonzero(splits == 1).flatten()
+        test_idx = torch.nonzero(splits == 2).flatten()
+        test = data.subset(test_idx) if len(test_idx) else None
+        if len(val_idx) == 0:  # no val folder: hold out from train
+            inner_train, inner_val = datasets.stratified_split(data.labels[train_idx], spec["val_fraction"],
+                                                               spec["seed"])
+            train_idx, val_idx = train_idx[inner_train], train_idx[inner_val]
+        method = "dataset"
+    elif spec.get("train_per_class"):
         train_idx, val_idx = datasets.few_shot_split(data.labels, spec["train_per_class"], spec["seed"])
+        method = "few_shot"
     else:
         train_idx, val_idx = datasets.stratified_split(data.labels, spec["val_fraction"], spec["seed"])
-    return data.subset(train_idx), data.subset(val_idx)
+        method = "stratified"
+    record = {"method": method, "seed": spec["seed"], "train": len(train_idx), "val": len(val_idx),
+              "test": len(test) if test is not None else 0,
+              "val_indices_sha256": hashlib.sha256(val_idx.numpy().tobytes()).hexdigest()}
+    return data.subset(train_idx), data.subset(val_idx), test, record
 
 
 def _blob_file(settings: Settings, blob_id: str, name: str) -> Path:

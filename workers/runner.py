@@ -54,7 +54,9 @@ def _start(settings: Settings, job_id: str) -> dict | None:
             return None
         dataset = dataset_repo.get(session, dataset_id=job.dataset_id)
         job_repo.transition(session, job_id=job_id, to="running")
-        return {"spec": dict(job.spec), "source": dict(dataset.source), "dataset_name": dataset.name}
+        return {"spec": dict(job.spec), "dataset_name": dataset.name,
+                "dataset": {"id": dataset.id, "source": dict(dataset.source), "blob_id": dataset.blob_id,
+                            "classes": list(dataset.classes), "report": dataset.report}}
 
 
 def _train(settings: Settings, job_id: str, started: dict, workdir: Path) -> dict:
@@ -64,13 +66,14 @@ def _train(settings: Settings, job_id: str, started: dict, workdir: Path) -> dic
     loaded = inputs.resolve_weights(settings, arch, spec["backbone"]["weights"])  # fails before any training
     mean, std = (loaded.mean, loaded.std) if loaded else (IMAGENET_MEAN, IMAGENET_STD)
     preprocessing = Preprocessing(image_size=spec["image_size"], mean=mean, std=std)
-    data = inputs.load_images(settings, started["source"], preprocessing)
-    train, val = inputs.split(data, spec)
+    data = inputs.load_images(settings, started["dataset"], preprocessing)
+    train, val, test, split_record = inputs.split(data, spec)
     engine.seed_everything(spec["seed"])
     grafted = backbones.build(arch, len(data.classes), state_dict=loaded.state_dict if loaded else None,
                               mean=mean, std=std, dropout=head.get("dropout", 0.0), hidden=head.get("hidden"))
     config = inputs.train_config(spec, settings)
-    result = engine.Trainer(grafted, preprocessing, config, DatabaseReporter(settings, job_id)).fit(train, val)
+    result = engine.Trainer(grafted, preprocessing, config, DatabaseReporter(settings, job_id)).fit(train, val, test)
+    result.metrics["split"] = split_record
     meta = {"arch": arch, "classes": data.classes, "preprocessing": preprocessing.to_dict(), "head": head,
             "job_id": job_id, "weights": spec["backbone"]["weights"]}
     last = checkpoints.save(grafted, workdir / "last.safetensors", meta={**meta, "epoch": len(result.history)})

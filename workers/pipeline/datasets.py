@@ -25,13 +25,15 @@ class ImageSet:
     images: torch.Tensor
     labels: torch.Tensor
     classes: list[str]
+    splits: torch.Tensor | None = None  # per image: -1 none, 0 train, 1 val, 2 test
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
     def subset(self, index: torch.Tensor) -> "ImageSet":
         """The images at `index`, same class list."""
-        return ImageSet(self.images[index], self.labels[index], self.classes)
+        splits = self.splits[index] if self.splits is not None else None
+        return ImageSet(self.images[index], self.labels[index], self.classes, splits)
 
 
 @dataclass(frozen=True)
@@ -146,12 +148,15 @@ class DecodeCache:
             with safe_open(str(path), framework="pt") as fh:
                 classes = json.loads(fh.metadata()["classes"])
             tensors = load_file(str(path))
-            data = ImageSet(tensors["images"], tensors["labels"], classes)
+            data = ImageSet(tensors["images"], tensors["labels"], classes, tensors.get("splits"))
         else:
             data = build()
             self.directory.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(path.name + f".{os.getpid()}.part")
-            save_file({"images": data.images.contiguous(), "labels": data.labels.contiguous()}, str(tmp),
+            tensors = {"images": data.images.contiguous(), "labels": data.labels.contiguous()}
+            if data.splits is not None:
+                tensors["splits"] = data.splits.contiguous()
+            save_file(tensors, str(tmp),
                       metadata={"classes": json.dumps(data.classes)})
             tmp.replace(path)
         self._memory[key] = data
