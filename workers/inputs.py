@@ -11,6 +11,7 @@ from service.db import session_scope
 from service.settings import Settings
 from service.tables import Model, WeightFile
 from workers.pipeline import datasets, weights
+from workers.pipeline.adaptation.trainer import AdaptationConfig
 from workers.pipeline.datasets import DecodeCache, ImageSet
 from workers.pipeline.engine import TrainConfig
 from workers.pipeline.errors import WeightsUnavailable
@@ -29,6 +30,13 @@ def decode_cache(settings: Settings) -> DecodeCache:
 
 
 SPLIT_CODES = {None: -1, "train": 0, "val": 1, "test": 2}
+UNLABELED = -1  # label code of an image without a label
+
+
+def labeled_only(data: ImageSet) -> ImageSet:
+    """The images of `data` that have a label."""
+    keep = torch.nonzero(data.labels != UNLABELED).flatten()
+    return data if len(keep) == len(data) else data.subset(keep)
 
 
 def load_images(settings: Settings, dataset: dict, preprocessing: Preprocessing) -> ImageSet:
@@ -44,8 +52,8 @@ def load_images(settings: Settings, dataset: dict, preprocessing: Preprocessing)
         root = dataset_root(settings, source, dataset["blob_id"])
         items = dataset["report"]["items"]
         classes = dataset["classes"]
-        raw = datasets.RawSet([_open(root / i["path"]) for i in items], [classes.index(i["label"]) for i in items],
-                              classes)
+        labels = [classes.index(i["label"]) if i["label"] is not None else UNLABELED for i in items]
+        raw = datasets.RawSet([_open(root / i["path"]) for i in items], labels, classes)
         decoded = datasets.decode_set(raw, preprocessing)
         decoded.splits = torch.tensor([SPLIT_CODES[i["split"]] for i in items], dtype=torch.int8)
         return decoded
@@ -123,6 +131,14 @@ def resolve_weights(settings: Settings, arch: str, source: str) -> weights.Backb
     return weights.from_torchvision(arch, source, allow_download=settings.weights_download)
 
 
+def adaptation_config(spec: dict) -> AdaptationConfig:
+    """The adaptation knobs of an `adapt` job spec."""
+    a = spec.get("adaptation") or {}
+    return AdaptationConfig(method=a.get("method", "mmd"), weight=a.get("weight", 1.0), ramp=a.get("ramp", True),
+                            gamma=a.get("gamma", 10.0), estimator=a.get("estimator", "unbiased"),
+                            joint=a.get("joint", False))
+
+
 def train_config(spec: dict, settings: Settings) -> TrainConfig:
     """The engine's configuration for a job spec."""
     opt, early = spec["optimizer"], spec.get("early_stopping") or {}
@@ -137,8 +153,9 @@ def train_config(spec: dict, settings: Settings) -> TrainConfig:
     return TrainConfig(
         epochs=spec["epochs"], batch_size=spec["batch_size"], strategy=strategy, optimizer=opt["name"],
         momentum=opt["momentum"], nesterov=opt["nesterov"], schedule=schedule,
-        label_smoothing=spec.get("label_smoothing", 0.0), grad_clip_norm=spec.get("grad_clip_norm"),
+        label_smoothing=spec.get("label_smoothing", 0.0), grad_clip_norm=spec.get("grad_clip_norm", 1.0),
         monitor=spec.get("monitor", "val_accuracy"), early_stopping_patience=early.get("patience"),
         early_stopping_min_delta=early.get("min_delta", 0.0), augmentation=spec.get("augmentation", "none"),
         seed=spec["seed"], device=settings.device, amp=spec.get("amp", True),
+        checkpoint_every=spec.get("checkpoint_every", 1),
     )

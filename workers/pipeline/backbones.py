@@ -15,14 +15,20 @@ from workers.pipeline.images import IMAGENET_MEAN, IMAGENET_STD
 REGISTRY_HINT = "GET /v1/backbones lists them (torchvision.models.list_models())"
 
 
+CONV_CLASSIFIERS = frozenset({"squeezenet1_0", "squeezenet1_1"})  # no linear layer to replace with a new head
+
+
 @lru_cache
 def available_archs() -> tuple[str, ...]:
-    """Names of torchvision's image-classification models."""
-    return tuple(list_models(module=torchvision.models))
+    """Names of torchvision's image-classification models that end in a linear classifier."""
+    return tuple(a for a in list_models(module=torchvision.models) if a not in CONV_CLASSIFIERS)
 
 
 def check_arch(arch: str) -> None:
     """Raise `UnknownArch` naming where to find valid names."""
+    if arch in CONV_CLASSIFIERS:
+        raise UnknownArch(f"{arch} classifies with a convolution, not a linear layer Graft can replace with a new "
+                          f"head; choose another arch ({REGISTRY_HINT})")
     if arch not in available_archs():
         raise UnknownArch(f"unknown backbone arch {arch!r}; {REGISTRY_HINT}")
 
@@ -74,12 +80,18 @@ def _set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
     setattr(parent, leaf, module)
 
 
-def make_head(in_features: int, num_classes: int, *, dropout: float = 0.0, hidden: int | None = None) -> nn.Module:
-    """A new head: optional hidden layer (Linear→ReLU), optional dropout, then Linear to `num_classes`."""
+def make_head(in_features: int, num_classes: int, *, dropout: float = 0.0, hidden: int | None = None,
+              bottleneck: int | None = None, bottleneck_dropout: float = 0.5) -> nn.Module:
+    """A new head: optional hidden layer (Linear→ReLU) or bottleneck (Linear→BN→ReLU→Dropout, as DAN and DANN
+    use), optional dropout, then Linear to `num_classes`."""
     layers: list[nn.Module] = []
     if hidden:
         layers += [nn.Linear(in_features, hidden), nn.ReLU(inplace=True)]
         in_features = hidden
+    if bottleneck:
+        layers += [nn.Linear(in_features, bottleneck), nn.BatchNorm1d(bottleneck), nn.ReLU(inplace=True),
+                   nn.Dropout(bottleneck_dropout)]
+        in_features = bottleneck
     if dropout > 0:
         layers.append(nn.Dropout(dropout))
     layers.append(nn.Linear(in_features, num_classes))
@@ -124,6 +136,8 @@ def build(
     std: tuple[float, ...] = IMAGENET_STD,
     dropout: float = 0.0,
     hidden: int | None = None,
+    bottleneck: int | None = None,
+    bottleneck_dropout: float = 0.5,
 ) -> Grafted:
     """Build `arch`, load `state_dict` into its backbone if given (head entries ignored), graft a new head."""
     check_arch(arch)
@@ -138,7 +152,8 @@ def build(
                 f"weights do not fit {arch}: missing {missing[:3]}, unexpected {list(unexpected)[:3]}"
             )
     old = model.get_submodule(head_path)
-    _set_submodule(model, head_path, make_head(old.in_features, num_classes, dropout=dropout, hidden=hidden))
+    _set_submodule(model, head_path, make_head(old.in_features, num_classes, dropout=dropout, hidden=hidden,
+                                                         bottleneck=bottleneck, bottleneck_dropout=bottleneck_dropout))
     return Grafted(model, head_path, pretrained=state_dict is not None, mean=tuple(mean), std=tuple(std))
 
 

@@ -46,9 +46,24 @@ def load(path: Path, *, device: str | torch.device = "cpu") -> tuple[Grafted, di
         len(meta["classes"]),
         dropout=head.get("dropout", 0.0),
         hidden=head.get("hidden"),
+        bottleneck=head.get("bottleneck"),
+        bottleneck_dropout=head.get("bottleneck_dropout", 0.5),
         mean=tuple(meta["preprocessing"]["mean"]),
         std=tuple(meta["preprocessing"]["std"]),
     )
     grafted.model.load_state_dict(load_file(str(path), device=str(device)))
     grafted.model.to(device).eval()
     return grafted, meta
+
+
+def save_training_state(state: dict[str, Any], path: Path) -> Path:
+    """Write a training-state checkpoint (tensors, numbers, strings, lists and dicts only) atomically."""
+    tmp = path.with_name(path.name + ".part")
+    torch.save(state, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_training_state(path: Path) -> dict[str, Any]:
+    """Read a training-state checkpoint without unpickling arbitrary objects (`weights_only=True`)."""
+    return torch.load(path, map_location="cpu", weights_only=True)

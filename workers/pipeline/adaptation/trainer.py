@@ -108,7 +108,9 @@ class AdaptTrainer(Trainer):
         cfg = self.adaptation
         factor = ramp(progress, cfg.gamma) if cfg.ramp else 1.0
         if cfg.method == "none":
-            return F.cross_entropy(self.grafted.model(x), y, label_smoothing=self.config.label_smoothing)
+            loss = F.cross_entropy(self.grafted.model(x), y, label_smoothing=self.config.label_smoothing)
+            self._record(loss, None, 0.0)
+            return loss
         xt = self.batch_input(self.next_target(len(x)))
         feats, logits = self.features_and_logits(torch.cat([x, xt]))
         fs, ft = feats[: len(x)].float(), feats[len(x):].float()
@@ -121,11 +123,14 @@ class AdaptTrainer(Trainer):
             align, lam = self.alignment(fs, ft, probs[: len(x)], probs[len(x):]), cfg.weight * factor
         else:
             align, lam = self.alignment(fs, ft), cfg.weight * factor
-        self._sums["source_loss"] += float(loss)
-        self._sums["adaptation_loss"] += float(align)
-        self._sums["lambda"] += lam * (factor if cfg.method == "dann" else 1.0)
-        self._sums["steps"] += 1
+        self._record(loss, align, lam * (factor if cfg.method == "dann" else 1.0))
         return loss + lam * align
+
+    def _record(self, source_loss: torch.Tensor, align: torch.Tensor | None, lam: float) -> None:
+        self._sums["source_loss"] += source_loss.item()
+        self._sums["adaptation_loss"] += align.item() if align is not None else 0.0
+        self._sums["lambda"] += lam
+        self._sums["steps"] += 1
 
     @torch.no_grad()
     def discrepancy(self, source: ImageSet) -> float:
@@ -142,14 +147,28 @@ class AdaptTrainer(Trainer):
         ft, _ = self.features_and_logits(pre.normalize(devices.to_device(self.target_images[ti], self.device)))
         return float(self._discrepancy(fs.float(), ft.float()))
 
+    def extra_state(self) -> dict:
+        state = {"target_order": self._target_order.get_state(), "target_batches": list(self._target_batches)}
+        if self.adaptation.method == "dann":
+            state["discriminator"] = {k: v.detach().cpu() for k, v in self.alignment.state_dict().items()}
+        return state
+
+    def load_extra_state(self, state: dict) -> None:
+        if not state:
+            return
+        self._target_order.set_state(state["target_order"])
+        self._target_batches = list(state["target_batches"])
+        if "discriminator" in state:
+            self.alignment.load_state_dict(state["discriminator"])
+
     @staticmethod
     def _fresh_sums() -> dict:
         return {"source_loss": 0.0, "adaptation_loss": 0.0, "lambda": 0.0, "steps": 0}
 
-    def fit(self, train: ImageSet, val: ImageSet, test: ImageSet | None = None):
+    def fit(self, train: ImageSet, val: ImageSet, test: ImageSet | None = None, resume: dict | None = None):
         """Train with adaptation; the final metrics add a full report on labelled target data, if any."""
         self._probe = val if len(val) else train
-        result = super().fit(train, val, test)
+        result = super().fit(train, val, test, resume=resume)
         if self.target_eval is not None and len(self.target_eval):
             last = {k: v.detach().to("cpu", copy=True) for k, v in self.grafted.model.state_dict().items()}
             if result.best_state is not None:
@@ -163,7 +182,7 @@ class AdaptTrainer(Trainer):
 
     def epoch_metrics(self) -> dict:
         steps = max(1, self._sums["steps"])
-        row = {"source_loss": self._sums["source_loss"] / steps if self._sums["steps"] else None,
+        row = {"source_loss": self._sums["source_loss"] / steps,
                "adaptation_loss": self._sums["adaptation_loss"] / steps, "lambda": self._sums["lambda"] / steps,
                "domain_discrepancy": self.discrepancy(self._probe)}
         self._sums = self._fresh_sums()
