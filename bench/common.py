@@ -23,3 +23,12 @@ def machine() -> str:
 def report(figures: dict) -> None:
     """Print the figures as one JSON object on the last line."""
     print(json.dumps({**figures, "machine": machine()}))
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -34,16 +34,39 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """Run a Celery worker that trains jobs."""
+    from service.dispatch import job_queue
     from workers.celery_app import get_app
+    from workers.pipeline.device import resolve_device
 
     settings = get_settings()
+    accelerator = "gpu" if resolve_device(settings.device).type == "cuda" else "cpu"
+    queues = [job_queue(settings, accelerator), settings.queue]  # jobs only this kind of worker may run, and any
     argv = [
-        "worker", "--loglevel", settings.log_level.upper(), "--queues", settings.queue,
+        "worker", "--loglevel", settings.log_level.upper(), "--queues", ",".join(queues),
         "--concurrency", str(settings.worker_concurrency), "--pool", args.pool,
-        "--hostname", f"graft-{os.getpid()}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat",
+        "--hostname", f"graft-{accelerator}-{os.getpid()}@%h", "--without-gossip", "--without-mingle",
+        "--without-heartbeat",
     ]
     get_app().worker_main(argv)
     return 0
+
+
+def cmd_sweeper(_args: argparse.Namespace) -> int:
+    """Run only the sweeper that re-dispatches lost jobs (the API runs one too, unless GRAFT_SWEEP_INTERVAL_S=0)."""
+    import logging
+    import time
+
+    from service.sweeper import sweep
+
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level.upper())
+    interval = settings.sweep_interval_s or 5.0
+    while True:
+        try:
+            sweep(settings)
+        except Exception:  # noqa: BLE001 - outages pass; the next sweep tries again
+            logging.getLogger("graft.sweeper").warning("sweep failed", exc_info=True)
+        time.sleep(interval)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -73,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="graft", description="Graft: a self-hosted transfer-learning service.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+    sub.add_parser("sweeper", help="re-dispatch lost jobs (the API also does)").set_defaults(func=cmd_sweeper)
     api = sub.add_parser("api", help="serve the HTTP API")
     api.add_argument("--migrate", action="store_true", help="apply migrations first")
     api.set_defaults(func=cmd_api)

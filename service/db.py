@@ -1,11 +1,18 @@
 """Database engine and sessions (SQLAlchemy 2.0), one engine per URL and process."""
 
-from collections.abc import Iterator
+import logging
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @lru_cache(maxsize=8)
@@ -44,3 +51,26 @@ def session_scope(url: str) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+TRANSIENT = (OperationalError, InterfaceError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A lost or refused database connection (worth retrying), as opposed to a bug or a constraint."""
+    return isinstance(exc, TRANSIENT) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+
+
+def with_retry(url: str, work: Callable[[Session], T], *, deadline_s: float, what: str = "database write") -> T:
+    """Run `work(session)` in its own transaction, retrying transient connection errors for up to `deadline_s`."""
+    give_up, delay = time.monotonic() + deadline_s, 0.5
+    while True:
+        try:
+            with session_scope(url) as session:
+                return work(session)
+        except Exception as exc:
+            if not is_transient(exc) or time.monotonic() + delay > give_up:
+                raise
+            log.warning("%s failed (%s); retrying in %.1fs", what, type(exc).__name__, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)

@@ -3,6 +3,9 @@
 from service.errors import PROBLEM_BASE, PROBLEM_JSON
 
 
+SETTING = {"/v1/datasets": "GRAFT_MAX_UPLOAD_BYTES", "/v1/weights": "GRAFT_MAX_WEIGHTS_BYTES"}
+
+
 class BodyTooLarge(Exception):
     """Raised inside `receive` once a streamed body passes the limit."""
 
@@ -53,7 +56,7 @@ class BodySizeLimit:
 
         body = json.dumps({"type": PROBLEM_BASE + "payload-too-large", "title": "Payload too large", "status": 413,
                            "detail": f"the request body is larger than the {limit}-byte limit; "
-                                     "raise GRAFT_MAX_UPLOAD_BYTES or send a smaller archive",
+                                     f"send a smaller file or raise {SETTING.get(scope['path'].rstrip('/'), 'the limit')}",
                            "instance": scope["path"], "limit": limit}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode()),

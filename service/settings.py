@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     predictor_cache_size: int = Field(4, ge=1, description="Models kept loaded in the API process for predict.")
     progress_interval_s: float = Field(1.0, ge=0, description="Least seconds between two progress writes of a job.")
     worker_concurrency: int = Field(1, ge=1, description="Jobs one worker process runs at once.")
+    torch_threads: int = Field(
+        0, ge=0, description="CPU threads each job's PyTorch uses (0: PyTorch's default, all cores). Set it when "
+        "several workers share a machine's CPU: oversubscribed cores slow every job down many times over.",
+    )
     visibility_timeout_s: int = Field(6 * 3600, ge=60, description="Redis: seconds before an unacked job is redelivered.")
     weights_download: bool = Field(
         True, description="Let torchvision download weights missing from $TORCH_HOME (off: fail with where to put them)."
@@ -37,6 +41,26 @@ class Settings(BaseSettings):
         (), description="Server folders datasets may be imported from (comma-separated)."
     )
     log_level: str = "info"
+    heartbeat_interval_s: float = Field(
+        1.0, gt=0, description="Seconds between two heartbeats of a running job (also how often it checks for cancel)."
+    )
+    heartbeat_timeout_s: float = Field(
+        60.0, gt=0, description="A running job whose worker has not heart-beaten for this long is re-dispatched."
+    )
+    redispatch_after_s: float = Field(
+        30.0, gt=0, description="A queued job sent this long ago is sent again when its broker queue is empty "
+        "(the message was lost: a flushed or restarted broker).",
+    )
+    sweep_interval_s: float = Field(
+        5.0, ge=0, description="Seconds between two sweeps of the API's dispatcher for lost jobs (0: no sweeper)."
+    )
+    db_retry_s: float = Field(
+        120.0, ge=0, description="How long a worker retries database writes while the database is unreachable."
+    )
+    webhook_secret: str = Field("", description="HMAC-SHA256 key of the X-Graft-Signature header on webhook calls.")
+    webhook_max_attempts: int = Field(8, ge=1, le=50, description="Deliveries tried per webhook (backoff between).")
+    webhook_timeout_s: float = Field(10.0, gt=0, description="Timeout of one webhook delivery.")
+    webhook_backoff_s: float = Field(2.0, gt=0, description="Wait before the first webhook retry (doubles each time).")
 
     @field_validator("import_roots", mode="before")
     @classmethod

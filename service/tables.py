@@ -48,14 +48,48 @@ class Job(Base):
     status: Mapped[str] = mapped_column(String(20), index=True)
     spec: Mapped[dict[str, Any]]
     dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"), index=True)
+    target_dataset_id: Mapped[str | None] = mapped_column(
+        ForeignKey("datasets.id", name="fk_jobs_target_dataset"), index=True
+    )
     progress: Mapped[dict[str, Any] | None]
     metrics: Mapped[dict[str, Any] | None]
     error: Mapped[str | None] = mapped_column(Text)
     model_id: Mapped[str | None] = mapped_column(String(32))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    priority: Mapped[int] = mapped_column(Integer, default=5)
+    queue: Mapped[str | None] = mapped_column(String(200))
+    worker: Mapped[str | None] = mapped_column(String(200))
+    dispatched_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+    state_blob_id: Mapped[str | None] = mapped_column(ForeignKey("blobs.id", name="fk_jobs_state_blob"))
+    checkpoint_blob_id: Mapped[str | None] = mapped_column(ForeignKey("blobs.id", name="fk_jobs_checkpoint_blob"))
+    webhook_status: Mapped[str | None] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+
+
+class JobEvent(Base):
+    """What happened to a job, in order: status changes, progress, epochs, log lines (the SSE stream's source)."""
+
+    __tablename__ = "job_events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    type: Mapped[str] = mapped_column(String(20))
+    data: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IdempotencyKey(Base):
+    """An `Idempotency-Key` seen on POST /v1/jobs, the hash of the body it came with, and the job it made."""
+
+    __tablename__ = "idempotency_keys"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class JobMetric(Base):

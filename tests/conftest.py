@@ -95,6 +95,13 @@ def settings(database_url, redis_space, tmp_path_factory) -> Settings:
         broker_prefix=prefix,
         queue=f"graft-test-{RUN_ID}",
         progress_interval_s=0.2,
+        heartbeat_interval_s=0.3,
+        heartbeat_timeout_s=8,
+        redispatch_after_s=3,
+        sweep_interval_s=0.5,
+        db_retry_s=90,
+        webhook_backoff_s=0.2,
+        webhook_secret="graft-test-secret",
         weights_download=False,
         log_level="info",
     )

@@ -96,3 +96,42 @@ def ensure_redis() -> tuple[str, int, callable]:
         "started: install it (apt-get install redis-server) or set GRAFT_TEST_REDIS_HOST/GRAFT_TEST_REDIS_PORT",
         returncode=3,
     )
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of one test's own (initdb in a temporary folder), to stop and start at will."""
+
+    def __init__(self) -> None:
+        bindirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+        if not bindirs:
+            pytest.fail("PostgreSQL's server binaries (/usr/lib/postgresql/*/bin) are needed for the restart test")
+        self.bindir, self.port = bindirs[-1], free_port()
+        self.data = tempfile.mkdtemp(prefix="graft-pg-private-")
+        self.user = [] if os.geteuid() != 0 else ["runuser", "-u", "postgres", "--"]
+        if self.user:
+            shutil.chown(self.data, "postgres")
+        subprocess.run(self.user + [f"{self.bindir}/initdb", "-D", self.data, "-U", "postgres", "-A", "trust"],
+                       check=True, capture_output=True)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _ctl(self, *args: str) -> None:
+        options = f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1"
+        subprocess.run(self.user + [f"{self.bindir}/pg_ctl", "-D", self.data, "-o", options, "-w", "-t", "60", *args],
+                       check=True, capture_output=True, timeout=90)
+
+    def start(self) -> "PrivatePostgres":
+        self._ctl("start", "-l", os.path.join(self.data, "server.log"))
+        return self
+
+    def stop(self) -> None:
+        self._ctl("stop", "-m", "fast")
+
+    def destroy(self) -> None:
+        try:
+            self.stop()
+        except subprocess.CalledProcessError:
+            pass
+        shutil.rmtree(self.data, ignore_errors=True)

@@ -1,6 +1,7 @@
 """The Celery application: Redis broker in production, kombu's SQLAlchemy transport on the embedded default."""
 
 from celery import Celery
+from celery.signals import worker_process_init
 
 from service.settings import Settings, get_settings
 
@@ -8,7 +9,9 @@ from service.settings import Settings, get_settings
 def create_celery(settings: Settings) -> Celery:
     """A Celery app for `settings`: late acks, one job prefetched per worker, jobs redelivered if a worker dies."""
     app = Celery("graft", broker=settings.celery_broker_url, include=["workers.tasks"])
-    transport = {"visibility_timeout": settings.visibility_timeout_s}
+    # Redis: one list per priority level, served most urgent first (send_task's priority 0 is the most urgent).
+    transport = {"visibility_timeout": settings.visibility_timeout_s, "priority_steps": list(range(10)), "sep": ":",
+                 "queue_order_strategy": "priority"}
     if settings.broker_prefix:
         transport["global_keyprefix"] = settings.broker_prefix
     if settings.celery_broker_url.startswith("sqla+"):
@@ -30,6 +33,16 @@ def create_celery(settings: Settings) -> Celery:
         enable_utc=True,
     )
     return app
+
+
+@worker_process_init.connect
+def _limit_threads(**_kwargs) -> None:
+    """Each worker child uses GRAFT_TORCH_THREADS CPU threads, if set."""
+    threads = get_settings().torch_threads
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 _app: Celery | None = None

@@ -5,8 +5,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import StreamingResponse
 
-from service.blobstore import iter_blob
-from service.db import session_scope
+from service.api.files import blob_download
 from service.deps import PageSize, PageToken, SessionDep, SettingsDep
 from service.errors import PayloadTooLarge, UnsupportedMedia, field_error
 from service.repo import models as repo
@@ -54,17 +53,7 @@ def download_checkpoint(
     model = repo.get(session, model_id=model_id)
     blob = session.get(Blob, model.last_checkpoint_blob_id if which == "last" and model.last_checkpoint_blob_id
                        else model.checkpoint_blob_id)
-
-    def chunks():
-        with session_scope(settings.sqlalchemy_url) as stream_session:
-            yield from iter_blob(stream_session, blob.id)
-
-    headers = {
-        "Content-Length": str(blob.size),
-        "Content-Disposition": f'attachment; filename="{model.name}-v{model.version}-{which}.safetensors"',
-        "ETag": f'"{blob.sha256}"',
-    }
-    return StreamingResponse(chunks(), media_type="application/octet-stream", headers=headers)
+    return blob_download(settings, blob, f"{model.name}-v{model.version}-{which}.safetensors")
 
 
 @router.post("/{model_id}/predict", response_model=PredictOut)

@@ -1,6 +1,7 @@
 """Model rows: create with the next version of a name, fetch, list."""
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.errors import NotFound
@@ -9,12 +10,17 @@ from service.tables import Model
 
 
 def create(session: Session, **fields) -> Model:
-    """Insert a model as the next version under its name."""
-    latest = session.scalar(select(func.max(Model.version)).where(Model.name == fields["name"]))
-    row = Model(version=(latest or 0) + 1, **fields)
-    session.add(row)
-    session.flush()
-    return row
+    """Insert a model as the next version under its name (concurrent inserts under one name retry the next one)."""
+    for _ in range(20):
+        latest = session.scalar(select(func.max(Model.version)).where(Model.name == fields["name"]))
+        row = Model(version=(latest or 0) + 1, **fields)
+        try:
+            with session.begin_nested():
+                session.add(row)
+        except IntegrityError:  # another job took that version first
+            continue
+        return row
+    raise RuntimeError(f"could not allocate a version under model name {fields['name']!r}")
 
 
 def get(session: Session, *, model_id: str) -> Model:

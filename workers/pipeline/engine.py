@@ -35,7 +35,7 @@ class TrainConfig:
     nesterov: bool = False
     schedule: dict = field(default_factory=dict)
     label_smoothing: float = 0.0
-    grad_clip_norm: float | None = None
+    grad_clip_norm: float | None = 1.0  # see service/specs.py: frozen BatchNorm can amplify gradients
     monitor: str = "val_accuracy"
     early_stopping_patience: int | None = None
     early_stopping_min_delta: float = 0.0
@@ -44,6 +44,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True
+    checkpoint_every: int = 0  # epochs between two training-state checkpoints to `on_checkpoint` (0: none)
 
 
 class Callbacks(Protocol):
@@ -53,6 +54,9 @@ class Callbacks(Protocol):
 
     def on_epoch_end(self, *, epoch: int, metrics: dict) -> None: ...
 
+    def on_checkpoint(self, *, epoch: int, state: dict) -> None:
+        """A training-state checkpoint (see `Trainer.fit`'s `resume`): keep it to resume after a crash."""
+
 
 class NullCallbacks:
     """Callbacks that record nothing."""
@@ -61,6 +65,9 @@ class NullCallbacks:
         pass
 
     def on_epoch_end(self, *, epoch: int, metrics: dict) -> None:
+        pass
+
+    def on_checkpoint(self, *, epoch: int, state: dict) -> None:
         pass
 
 
@@ -134,8 +141,13 @@ class Trainer:
         cfg = self.config
         return cfg.feature_cache and cfg.strategy.strategy == "feature_extraction" and self.augmentation is None
 
-    def fit(self, train: ImageSet, val: ImageSet, test: ImageSet | None = None) -> FitResult:
-        """Train for `config.epochs` (or until early stopping), evaluating on `val` after every epoch."""
+    def fit(self, train: ImageSet, val: ImageSet, test: ImageSet | None = None, resume: dict | None = None) -> FitResult:
+        """Train for `config.epochs` (or until early stopping), evaluating on `val` after every epoch.
+
+        Every `checkpoint_every` epochs the callbacks receive the full training state (model, optimizer, grad
+        scaler, random generators, step, history, best weights so far); passing it back as `resume` continues
+        from the epoch after it as if the run had never stopped.
+        """
         cfg = self.config
         if len(train) == 0:
             raise PipelineError("the training split is empty; lower val_fraction or add images")
@@ -154,17 +166,24 @@ class Trainer:
         optimizer, joined = None, set()
         history: list[dict] = []
         best_value, best_epoch, best_state, stale = None, 0, None, 0
-        step = 0
-        for epoch in range(1, cfg.epochs + 1):
-            groups = self.plan.apply(epoch)
-            fresh = [g for g in groups if g.name not in joined]
-            new_groups = [pg for g in fresh for pg in self.plan.optimizer_groups(g)]
-            if optimizer is None:
-                optimizer = make_optimizer(new_groups + self.extra_param_groups(), cfg)
-            else:
-                for pg in new_groups:
-                    optimizer.add_param_group(pg)
-            joined |= {g.name for g in fresh}
+        step, first_epoch = 0, 1
+        if resume is not None:
+            model.load_state_dict(resume["model"])
+            for epoch in range(1, resume["epoch"] + 1):  # the optimizer's groups, joined in the same order
+                optimizer = self._join_groups(epoch, optimizer, joined)
+            optimizer.load_state_dict(resume["optimizer"])
+            if resume.get("scaler"):
+                scaler.load_state_dict(resume["scaler"])
+            gen.set_state(resume["generator"])
+            torch.set_rng_state(resume["rng"])
+            step, history, first_epoch = resume["step"], list(resume["history"]), resume["epoch"] + 1
+            best_value, best_epoch, stale = resume["best_value"], resume["best_epoch"], resume["stale"]
+            best_state = resume.get("best_state") or (
+                {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                if best_epoch == resume["epoch"] else None)
+            self.load_extra_state(resume.get("extra") or {})
+        for epoch in range(first_epoch, cfg.epochs + 1):
+            optimizer = self._join_groups(epoch, optimizer, joined)
             self.plan.set_train_mode(epoch)
             _set_lr(optimizer, schedule.factor(step))
             lrs = {pg["name"]: pg["lr"] for pg in optimizer.param_groups}
@@ -214,9 +233,37 @@ class Trainer:
                 best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             else:
                 stale += 1
-            if cfg.early_stopping_patience and stale >= cfg.early_stopping_patience:
+            stop = bool(cfg.early_stopping_patience and stale >= cfg.early_stopping_patience)
+            if cfg.checkpoint_every and epoch % cfg.checkpoint_every == 0 and epoch < cfg.epochs and not stop:
+                self.callbacks.on_checkpoint(epoch=epoch, state={
+                    "epoch": epoch, "step": step, "history": history, "model": _cpu(model.state_dict()),
+                    "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler.is_enabled() else {},
+                    "generator": gen.get_state(), "rng": torch.get_rng_state(), "best_value": best_value,
+                    "best_epoch": best_epoch, "stale": stale,
+                    "best_state": best_state if best_epoch != epoch else None, "extra": self.extra_state()})
+            if stop:
                 break
         return self._finish(history, best_state, best_epoch, val, test)
+
+    def _join_groups(self, epoch: int, optimizer: torch.optim.Optimizer | None, joined: set) -> torch.optim.Optimizer:
+        """Apply the plan for `epoch`; groups that start training now join the optimizer (created on first use)."""
+        groups = self.plan.apply(epoch)
+        fresh = [g for g in groups if g.name not in joined]
+        new_groups = [pg for g in fresh for pg in self.plan.optimizer_groups(g)]
+        if optimizer is None:
+            optimizer = make_optimizer(new_groups + self.extra_param_groups(), self.config)
+        else:
+            for pg in new_groups:
+                optimizer.add_param_group(pg)
+        joined |= {g.name for g in fresh}
+        return optimizer
+
+    def extra_state(self) -> dict:
+        """State outside the model and optimizer that a resumed run needs (e.g. a domain discriminator)."""
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        """Restore what `extra_state` returned."""
 
     def batch_input(self, images: torch.Tensor) -> torch.Tensor:
         """A uint8 batch → augmented, normalized model input on the device."""
@@ -279,6 +326,10 @@ class Trainer:
         if last_state is not None:
             self.grafted.model.load_state_dict(last_state)
         return FitResult(metrics=metrics, history=history, best_state=best_state, best_epoch=best_epoch)
+
+
+def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
 
 
 def _set_lr(optimizer: torch.optim.Optimizer, factor: float) -> None:
