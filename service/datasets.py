@@ -14,6 +14,7 @@ from service.settings import Settings
 from service.tables import Blob, Dataset, Job
 from workers.ingest.errors import IngestError
 from workers.ingest.folder import check_import_root
+from workers.ingest.remote import check_remote_uri, is_remote
 from workers.pipeline import datasets as data
 from workers.pipeline.errors import PipelineError
 
@@ -28,7 +29,10 @@ def register(session: Session, settings: Settings, body: DatasetCreate) -> Datas
     """A dataset from a JSON body: a built-in one (ready at once) or a server folder (validated by a worker)."""
     if body.source.uri is not None:
         try:
-            check_import_root(body.source.uri, list(settings.import_roots))
+            if is_remote(body.source.uri):
+                check_remote_uri(body.source.uri, list(settings.import_uris))
+            else:
+                check_import_root(body.source.uri, list(settings.import_roots))
         except IngestError as exc:
             raise Forbidden(str(exc), errors=[{"field": "source.uri", "message": str(exc)}]) from exc
         return repo.create(session, name=body.name, source={"uri": body.source.uri}, classes=[],

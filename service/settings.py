@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     import_roots: Annotated[tuple[Path, ...], NoDecode] = Field(
         (), description="Server folders datasets may be imported from (comma-separated)."
     )
+    import_uris: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="Object-storage URI prefixes datasets may be imported from through fsspec (comma-separated, "
+        "e.g. s3://my-bucket/datasets/; s3:// needs s3fs installed and its usual credentials).",
+    )
     log_level: str = "info"
     heartbeat_interval_s: float = Field(
         1.0, gt=0, description="Seconds between two heartbeats of a running job (also how often it checks for cancel)."
@@ -67,6 +71,13 @@ class Settings(BaseSettings):
     def _split_roots(cls, value):
         if isinstance(value, str):
             return tuple(Path(p.strip()) for p in value.split(",") if p.strip())
+        return value
+
+    @field_validator("import_uris", mode="before")
+    @classmethod
+    def _split_uris(cls, value):
+        if isinstance(value, str):
+            return tuple(p.strip() for p in value.split(",") if p.strip())
         return value
 
     @field_validator("home")

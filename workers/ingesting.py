@@ -17,6 +17,7 @@ from workers.ingest import archive, layout, validate
 from workers.ingest.errors import IngestError
 from workers.ingest.folder import check_import_root
 from workers.ingest.limits import Limits
+from workers.ingest.remote import check_remote_uri, is_remote, materialize
 from workers.pipeline.images import to_rgb
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,9 @@ def limits_for(settings: Settings) -> Limits:
 
 def dataset_root(settings: Settings, source: dict, blob_id: str | None) -> Path:
     """The local folder holding a dataset's files: an imported folder, or the upload extracted once per hash."""
+    if "uri" in source and is_remote(source["uri"]):
+        uri = check_remote_uri(source["uri"], list(settings.import_uris))
+        return materialize(uri, settings.cache_dir / "datasets-src", limits_for(settings))
     if "uri" in source:
         return check_import_root(source["uri"], list(settings.import_roots))
     root = settings.cache_dir / "datasets-src" / source["sha256"]
