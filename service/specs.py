@@ -89,11 +89,12 @@ class TrainingFields(StrictModel):
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
-    grad_clip_norm: float | None = Field(
-        1.0, gt=0,
-        description="Clip the global gradient norm to this value (null: no clipping). The default 1.0 keeps "
-        "fine-tuning through frozen BatchNorm layers stable: their fixed statistics (tiny running variances in "
-        "MobileNet's depthwise layers) amplify gradients, and unclipped SGD then diverges to chance accuracy.",
+    grad_clip_norm: Annotated[float, Field(gt=0)] | Literal["auto"] | None = Field(
+        "auto",
+        description="Clip the global gradient norm to this value (null: no clipping). auto: 1.0 where BatchNorm "
+        "statistics are frozen while the layers around them train (finetune or gradual_unfreeze of pretrained "
+        "weights): the fixed statistics (tiny running variances in MobileNet's depthwise layers) amplify gradients "
+        "and unclipped SGD diverges to chance accuracy; no clipping otherwise (it slows training from scratch).",
     )
     augmentation: Literal["none", "light", "standard"] = Field(
         "none", description="light: random shifts; standard: resized crops, flips, colour jitter."

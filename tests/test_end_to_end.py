@@ -98,7 +98,7 @@ def test_finetune_job_end_to_end(client, worker, digits_dataset):
 def test_failing_job_is_reported_and_worker_keeps_serving(client, worker, digits_dataset):
     diverging = {"kind": "finetune", "dataset": digits_dataset["id"], "epochs": 1, "image_size": 16,
                  "optimizer": {"name": "sgd", "lr": 1000.0, "momentum": 0.9}, "backbone": {"arch": "resnet18"},
-                 "grad_clip_norm": None}  # clipping (on by default) would tame even this lr
+                 "grad_clip_norm": None}  # clipping would tame even this lr (auto does not clip from scratch anyway)
     bad = wait_for_job(client, client.post("/v1/jobs", json=diverging).json()["id"])
     assert bad["status"] == "failed"
     assert "diverged" in bad["error"] and "optimizer.lr" in bad["error"]

@@ -153,7 +153,7 @@ def train_config(spec: dict, settings: Settings) -> TrainConfig:
     return TrainConfig(
         epochs=spec["epochs"], batch_size=spec["batch_size"], strategy=strategy, optimizer=opt["name"],
         momentum=opt["momentum"], nesterov=opt["nesterov"], schedule=schedule,
-        label_smoothing=spec.get("label_smoothing", 0.0), grad_clip_norm=spec.get("grad_clip_norm", 1.0),
+        label_smoothing=spec.get("label_smoothing", 0.0), grad_clip_norm=spec.get("grad_clip_norm", "auto"),
         monitor=spec.get("monitor", "val_accuracy"), early_stopping_patience=early.get("patience"),
         early_stopping_min_delta=early.get("min_delta", 0.0), augmentation=spec.get("augmentation", "none"),
         seed=spec["seed"], device=settings.device, amp=spec.get("amp", True),

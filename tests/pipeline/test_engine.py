@@ -65,3 +65,17 @@ def test_label_smoothing_and_clipping_change_training(digits32):
     clipped, _ = run(digits32, epochs=1, grad_clip_norm=0.01)
     assert smooth.history[0]["train_loss"] > plain.history[0]["train_loss"]
     assert clipped.history[0]["train_loss"] != plain.history[0]["train_loss"]
+
+
+@pytest.mark.parametrize(("pretrained", "strategy", "batchnorm", "expected"), [
+    (True, "finetune", "auto", 1.0), (True, "gradual_unfreeze", "auto", 1.0), (True, "finetune", "freeze", 1.0),
+    (True, "finetune", "train", None), (True, "feature_extraction", "auto", None), (False, "finetune", "auto", None),
+])
+def test_auto_clipping_applies_only_through_frozen_batchnorm(digits32, pretrained, strategy, batchnorm, expected):
+    _, pre = digits32
+    state = backbones.build("resnet18", 10).model.state_dict() if pretrained else None
+    grafted = backbones.build("resnet18", 10, state_dict=state)
+    cfg = engine.TrainConfig(device="cpu", strategy=StrategyConfig(strategy, batchnorm=batchnorm))
+    assert engine.Trainer(grafted, pre, cfg).clip_norm == expected
+    cfg.grad_clip_norm = 0.5  # an explicit value always wins
+    assert engine.Trainer(grafted, pre, cfg).clip_norm == 0.5

@@ -35,7 +35,7 @@ class TrainConfig:
     nesterov: bool = False
     schedule: dict = field(default_factory=dict)
     label_smoothing: float = 0.0
-    grad_clip_norm: float | None = 1.0  # see service/specs.py: frozen BatchNorm can amplify gradients
+    grad_clip_norm: float | str | None = "auto"  # "auto": 1.0 through frozen BatchNorm statistics (Trainer.clip_norm)
     monitor: str = "val_accuracy"
     early_stopping_patience: int | None = None
     early_stopping_min_delta: float = 0.0
@@ -135,6 +135,16 @@ class Trainer:
         self.augmentation = augment.make_augmentation(config.augmentation, preprocessing.image_size)
         if config.monitor not in MONITORS:
             raise PipelineError(f"unknown monitor {config.monitor!r}; choose one of {list(MONITORS)}")
+        self.clip_norm = self._clip_norm()
+
+    def _clip_norm(self) -> float | None:
+        """The gradient-norm clip in force: `auto` clips at 1.0 only where frozen BatchNorm statistics sit among
+        training layers (fine-tuning a pretrained backbone), which otherwise amplify gradients until SGD diverges."""
+        clip = self.config.grad_clip_norm
+        if clip != "auto":
+            return clip
+        through_frozen_bn = self.plan.batchnorm_frozen and self.config.strategy.strategy != "feature_extraction"
+        return 1.0 if through_frozen_bn else None
 
     def uses_feature_cache(self) -> bool:
         """Frozen backbone and no augmentation: the backbone's features are computed once, not every epoch."""
@@ -207,10 +217,10 @@ class Trainer:
                     )
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
-                if cfg.grad_clip_norm:
+                if self.clip_norm:
                     scaler.unscale_(optimizer)
                     nn.utils.clip_grad_norm_([p for pg in optimizer.param_groups for p in pg["params"]],
-                                             cfg.grad_clip_norm)
+                                             self.clip_norm)
                 scaler.step(optimizer)
                 scaler.update()
                 step += 1
