@@ -30,8 +30,8 @@ def adapt(pair, method: str, target: datasets.ImageSet | None = None, epochs: in
     target = default_target if target is None else target
     torch.manual_seed(0)
     grafted = backbones.build("resnet18", 10, bottleneck=kwargs.pop("bottleneck", None))
-    cfg = engine.TrainConfig(epochs=epochs, batch_size=32, device="cpu", seed=0,
-                             strategy=StrategyConfig("finetune", lr=0.02))
+    cfg = engine.TrainConfig(epochs=epochs, batch_size=32, device="cpu", seed=0, grad_clip_norm=1.0,
+                             strategy=StrategyConfig("finetune", lr=0.02))  # clipped: no collapse to one class
     trainer = AdaptTrainer(grafted, PRE, cfg, AdaptationConfig(method=method, **kwargs), target, target_eval=target)
     return grafted, trainer.fit(train, val)
 
