@@ -78,9 +78,14 @@ def test_dataset_body_must_be_json_object(client):
 
 
 @pytest.mark.parametrize("path", ["/v1/models/nope", "/v1/jobs/nope", "/v1/datasets/nope", "/v1/jobs/nope/metrics",
-                                  "/v1/models/nope/checkpoint"])
+                                  "/v1/models/nope/checkpoint", "/v1/jobs/nope/events", "/v1/jobs/nope/logs",
+                                  "/v1/jobs/nope/checkpoint"])
 def test_unknown_resources_are_404(client, path):
     assert_problem(client.get(path), 404, "nope")
+
+
+def test_cancelling_an_unknown_job_is_404(client):
+    assert_problem(client.post("/v1/jobs/nope/cancel"), 404, "nope")
 
 
 def test_predict_on_unknown_model_is_404(client):
