@@ -36,6 +36,17 @@ def torch_home(tmp_path_factory) -> Path:
     return home
 
 
+@pytest.fixture
+def hub_dir(torch_home, monkeypatch) -> Path:
+    """Point torch.hub (torchvision's weights cache) at `torch_home` for one test, through $TORCH_HOME.
+
+    Setting the environment rather than calling torch.hub.set_dir matters: set_dir pins the directory for the
+    rest of the process, so a later test that sets TORCH_HOME would silently read another cache.
+    """
+    monkeypatch.setenv("TORCH_HOME", str(torch_home))
+    return torch_home / "hub"
+
+
 @pytest.fixture(scope="session")
 def postgres():
     """(host, port) of a reachable PostgreSQL."""

@@ -29,8 +29,7 @@ def upload(client, data: bytes, arch: str, filename: str = "w.safetensors"):
                        data={"arch": arch, "name": f"test-{arch}"})
 
 
-def test_backbones_list_archs_sizes_and_which_weights_are_cached(client, torch_home, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(torch_home))
+def test_backbones_list_archs_sizes_and_which_weights_are_cached(client, hub_dir):
     catalog = {entry["name"]: entry for entry in client.get("/v1/backbones").json()}
     for family in ("resnet50", "mobilenet_v3_small", "efficientnet_b0", "efficientnet_v2_s", "convnext_tiny",
                    "regnet_y_400mf", "densenet121", "vit_b_16", "swin_t"):
