@@ -93,7 +93,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--clip", default="auto", help='grad_clip_norm of every job, pre-training included: "auto" '
                         "(the job default: 1.0 through frozen BatchNorm statistics only) or a number")
-    parser.add_argument("--url", help="an running Graft API (with workers) to use instead of an embedded one")
+    parser.add_argument("--url", help="a running Graft API (with workers) to use instead of an embedded one")
     args = parser.parse_args()
     clip = args.clip if args.clip == "auto" else float(args.clip)
     started = time.perf_counter()
