@@ -192,7 +192,9 @@ def test_domain_adversarial_loss_reverses_only_the_features_gradient():
     assert loss.item() == pytest.approx(own.item(), abs=1e-6)
     assert torch.allclose(s.grad, -lambd * s2.grad, atol=1e-7) and s2.grad.abs().sum() > 0
     assert torch.allclose(t.grad, -lambd * t2.grad, atol=1e-7) and t2.grad.abs().sum() > 0
-    assert all(torch.allclose(a, p.grad) for a, p in zip(disc_grads, disc.parameters(), strict=True))
+    # atol 1e-6 against gradients of 0.02-0.15: the biases of the Linear layers before BatchNorm have a gradient that
+    # is zero in exact arithmetic, so each computation leaves its own rounding noise there (~1e-8).
+    assert all(torch.allclose(a, p.grad, atol=1e-6) for a, p in zip(disc_grads, disc.parameters(), strict=True))
     accuracy = 0.5 * ((d_s > 0).float().mean() + (d_t <= 0).float().mean()).item()
     assert adversarial.domain_accuracy == pytest.approx(accuracy)
 
